@@ -1,0 +1,46 @@
+# clicklake — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Build outside the clone so later runs on the same machine are incremental.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/clicklake-target
+BIN := $(CARGO_TARGET_DIR)/debug/clicklake
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help build demo test test-rust test-python python-env fmt clippy clean-data
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# Always the whole workspace with every target, like `cargo test --workspace`:
+# one feature set, so the binary and the tests share one build of the dependencies.
+build: ## Build the clicklake binary and the tests (debug)
+	cargo build --workspace --all-targets
+
+demo: build ## Serve on ./clicklake-data, load the real click log, roll up, print the report
+	CLICKLAKE_BIN=$(BIN) scripts/demo.sh
+
+test: test-rust test-python ## Every test: unit, sqllogictest, end-to-end (Rust and Python ADBC clients)
+
+test-rust: ## Rust unit, sqllogictest and end-to-end tests
+	cargo test --workspace
+
+python-env: $(VENV)/.installed ## Python virtualenv with the Flight SQL clients used by the tests
+
+$(VENV)/.installed: tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+test-python: build python-env ## End-to-end tests through the Python ADBC Flight SQL driver
+	CLICKLAKE_BIN=$(BIN) $(PY) -m pytest -v tests/python
+
+fmt: ## Format the code
+	cargo fmt --all
+
+clippy: ## Lint
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean-data: ## Delete the demo store ./clicklake-data
+	rm -rf ./clicklake-data

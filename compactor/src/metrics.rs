@@ -1,0 +1,44 @@
+//! Prometheus metrics of the compactor.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, IntCounter, IntGauge, register_histogram, register_int_counter, register_int_gauge,
+};
+
+#[allow(clippy::expect_used)]
+fn must<T>(r: prometheus::Result<T>) -> T {
+    r.expect("metric registration")
+}
+
+/// Rollup runs that changed the rollup tables.
+pub static ROLLUP_RUNS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_compactor_rollup_runs_total",
+        "Rollup runs that rewrote windows"
+    ))
+});
+
+/// Rollup runs that failed (and will be retried).
+pub static ROLLUP_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_compactor_rollup_errors_total",
+        "Rollup runs that failed"
+    ))
+});
+
+/// Raw table version every rollup level reflects.
+pub static ROLLED_UP_VERSION: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(register_int_gauge!(
+        "clicklake_compactor_rolled_up_version",
+        "ad_clicks version all rollup levels reflect"
+    ))
+});
+
+/// Duration of one rollup run.
+pub static ROLLUP_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    must(register_histogram!(
+        "clicklake_compactor_rollup_duration_seconds",
+        "Time of one rollup run over all levels"
+    ))
+});

@@ -1,0 +1,112 @@
+//! `POST /v1/clicks`: JSON ingest. The body is one JSON object, a JSON array
+//! of objects, or NDJSON (one object per line). The answer lists how many
+//! events were stored and, for each refused one, its index, field and reason.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::event::{ClickEvent, Rejection, Validator};
+use crate::writer::IngestHandle;
+
+/// Largest accepted HTTP body, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The ingest routes, to merge into the HTTP listener's router.
+pub fn router(handle: IngestHandle) -> Router {
+    Router::new()
+        .route("/v1/clicks", post(post_clicks))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(handle)
+}
+
+async fn post_clicks(State(handle): State<IngestHandle>, body: Bytes) -> Response {
+    let results = parse_body(&handle.validator(), &body);
+    let total = results.len();
+    match handle.ingest(results).await {
+        Ok(outcome) => {
+            let status = if total > 0 && outcome.accepted == 0 {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(outcome)).into_response()
+        }
+        Err(err @ (Error::Commit { .. } | Error::ShuttingDown | Error::Storage(_))) => {
+            tracing::error!(error = %err, "HTTP ingest failed");
+            let body = json!({"error": format!("{err}; the events were not stored, retry")});
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(err @ Error::Body(_)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Split a body into per-event results, in order.
+pub fn parse_body(validator: &Validator, body: &[u8]) -> Vec<Result<ClickEvent, Rejection>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) => items.iter().map(|v| validator.from_json(v)).collect(),
+        Ok(single) => vec![validator.from_json(&single)],
+        // Not one JSON document: NDJSON, one event per non-empty line.
+        Err(_) => body
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .enumerate()
+            .map(|(n, line)| match serde_json::from_slice::<Value>(line) {
+                Ok(v) => validator.from_json(&v),
+                Err(e) => Err(Rejection {
+                    index: n,
+                    field: "event".into(),
+                    reason: format!("line {} is not valid JSON: {e}", n + 1),
+                }),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn v() -> Validator {
+        Validator {
+            now_micros: 1_510_047_038_000_000,
+            max_future: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn object_array_and_ndjson_bodies() {
+        let one = br#"{"ad_id":"a","user_id":"u","timestamp":"2017-11-07T09:00:00Z"}"#;
+        assert_eq!(parse_body(&v(), one).len(), 1);
+        let arr =
+            br#"[{"ad_id":"a","user_id":"u","timestamp":"2017-11-07T09:00:00Z"},{"ad_id":"b"}]"#;
+        let r = parse_body(&v(), arr);
+        assert!(r[0].is_ok());
+        assert_eq!(r[1].as_ref().expect_err("no user").field, "user_id");
+        let nd = b"{\"ad_id\":\"a\",\"user_id\":\"u\",\"timestamp\":1510045200}\n\n{oops\n{\"ad_id\":\"b\",\"user_id\":\"v\",\"timestamp\":1510045200000}\n";
+        let r = parse_body(&v(), nd);
+        assert_eq!(r.len(), 3);
+        assert!(r[0].is_ok() && r[2].is_ok());
+        let bad = r[1].as_ref().expect_err("bad line");
+        assert!(
+            bad.reason.starts_with("line 2 is not valid JSON"),
+            "{bad:?}"
+        );
+    }
+}

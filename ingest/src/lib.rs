@@ -1,0 +1,60 @@
+//! clicklake ingest: receives click events (gRPC `TrackAdClick` /
+//! `TrackAdClicks`, HTTP `POST /v1/clicks`), validates them with one set of
+//! rules, buffers them into Arrow batches and appends them to the raw Delta
+//! table `ad_clicks`. A request is acknowledged only after the commit that
+//! holds its events has succeeded.
+//!
+//! It never answers queries and never touches the rollup tables.
+
+pub mod error;
+pub mod event;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod writer;
+
+use std::time::Duration;
+
+use clicklake_common::StorageConfig;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+pub use event::{ClickEvent, Rejection};
+pub use writer::{IngestHandle, WriterConfig};
+
+/// Ingest flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Flush the buffer to the raw table once it holds this many events.
+    #[arg(long, env = "CLICKLAKE_FLUSH_ROWS", default_value_t = 100_000)]
+    pub flush_rows: usize,
+
+    /// Flush the buffer at least this often while it holds events.
+    #[arg(long, env = "CLICKLAKE_FLUSH_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Refuse events whose time is further than this ahead of the server clock.
+    #[arg(long, env = "CLICKLAKE_MAX_FUTURE", default_value = "1day", value_parser = humantime::parse_duration)]
+    pub max_future: Duration,
+}
+
+impl IngestArgs {
+    /// Typed writer configuration.
+    pub fn writer_config(&self) -> WriterConfig {
+        WriterConfig {
+            flush_rows: self.flush_rows.max(1),
+            flush_interval: self.flush_interval,
+            max_future: self.max_future,
+        }
+    }
+}
+
+/// Start the ingest writer on `storage`; it stops, after a final flush, when
+/// `shutdown` is cancelled.
+pub async fn start(
+    storage: &StorageConfig,
+    config: WriterConfig,
+    shutdown: CancellationToken,
+) -> Result<IngestHandle> {
+    writer::IngestHandle::start(storage, config, shutdown).await
+}

@@ -1,0 +1,304 @@
+//! The buffer behind every ingest path: accepted events wait here until a
+//! flush appends them to `ad_clicks` in one Delta commit, and each request is
+//! answered only after the commit holding its events succeeded.
+//!
+//! One writer task per process owns the buffer. It flushes when the buffer
+//! reaches `flush_rows` events or when its oldest event has waited
+//! `flush_interval`, and once more on shutdown. The request queue is bounded,
+//! so a slow store slows producers down instead of growing memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use clicklake_common::schema::{RAW_PARTITION, UTC, raw_schema};
+use clicklake_common::time::micros_to_days;
+use clicklake_common::{RAW_TABLE, StorageConfig};
+use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::event::{ClickEvent, Rejection, Validator};
+use crate::metrics;
+
+/// How many requests may wait for the writer before senders are held back.
+const QUEUE_REQUESTS: usize = 1024;
+/// Commit attempts per flush before the waiting requests get an error.
+const COMMIT_ATTEMPTS: u32 = 5;
+
+/// Typed writer settings (from [`crate::IngestArgs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    pub flush_rows: usize,
+    pub flush_interval: Duration,
+    pub max_future: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            flush_rows: 100_000,
+            flush_interval: Duration::from_millis(500),
+            max_future: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// What happened to the events of one request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Events stored (durable in the raw table).
+    pub accepted: usize,
+    /// Events refused, with their position, field and reason.
+    pub rejected: Vec<Rejection>,
+}
+
+struct Pending {
+    events: Vec<ClickEvent>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// A cheap handle to the running writer, shared by the gRPC and HTTP paths.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Pending>,
+    config: WriterConfig,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for IngestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestHandle")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl IngestHandle {
+    /// Open (or create) the raw table and start the writer task.
+    pub async fn start(
+        storage: &StorageConfig,
+        config: WriterConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let table = storage
+            .open_or_create(RAW_TABLE, &raw_schema(), &[RAW_PARTITION])
+            .await?;
+        if let Some(v) = table.version() {
+            metrics::TABLE_VERSION.set(v as i64);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let task = tokio::spawn(writer_loop(table, rx, config, shutdown));
+        Ok(Self {
+            tx,
+            config,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// The validation rules in force right now.
+    pub fn validator(&self) -> Validator {
+        Validator::now(self.config.max_future)
+    }
+
+    /// Hand validated events to the writer and wait until they are committed.
+    pub async fn submit(&self, events: Vec<ClickEvent>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events.len();
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Pending { events, ack })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        metrics::BUFFERED_EVENTS.add(rows as i64);
+        match done.await {
+            Ok(Ok(())) => {
+                metrics::EVENTS_ACCEPTED.inc_by(rows as u64);
+                Ok(())
+            }
+            Ok(Err(reason)) => Err(Error::Commit {
+                table: RAW_TABLE.to_string(),
+                reason,
+            }),
+            Err(_) => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// Store the valid events of a request and report the rejected ones. The
+    /// good events of a batch are kept whatever the others hold.
+    pub async fn ingest(
+        &self,
+        results: impl IntoIterator<Item = Result<ClickEvent, Rejection>>,
+    ) -> Result<Outcome> {
+        let mut events = Vec::new();
+        let mut rejected = Vec::new();
+        for (index, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(e) => events.push(e),
+                Err(rej) => {
+                    metrics::EVENTS_REJECTED
+                        .with_label_values(&[rej.field.as_str()])
+                        .inc();
+                    rejected.push(rej.at(index));
+                }
+            }
+        }
+        let accepted = events.len();
+        self.submit(events).await?;
+        Ok(Outcome { accepted, rejected })
+    }
+
+    /// Wait until the writer has flushed everything and stopped (after shutdown).
+    pub async fn stopped(&self) {
+        if let Some(task) = self.task.lock().await.take()
+            && let Err(err) = task.await
+        {
+            warn!(%err, "ingest writer task ended abnormally");
+        }
+    }
+}
+
+async fn writer_loop(
+    mut table: DeltaTable,
+    mut rx: mpsc::Receiver<Pending>,
+    config: WriterConfig,
+    shutdown: CancellationToken,
+) {
+    let mut buffer: Vec<Pending> = Vec::new();
+    let mut rows = 0usize;
+    let mut oldest: Option<Instant> = None;
+    let mut tick = tokio::time::interval(config.flush_interval.min(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            received = rx.recv() => match received {
+                Some(p) => {
+                    rows += p.events.len();
+                    oldest.get_or_insert_with(Instant::now);
+                    buffer.push(p);
+                }
+                None => break,
+            },
+            _ = tick.tick() => {}
+        }
+        let due = oldest.is_some_and(|t| t.elapsed() >= config.flush_interval);
+        if rows >= config.flush_rows || (due && rows > 0) {
+            flush(&mut table, std::mem::take(&mut buffer)).await;
+            rows = 0;
+            oldest = None;
+        }
+    }
+    // Shutdown: take in what is already queued, refuse the rest, flush once more.
+    rx.close();
+    while let Some(p) = rx.recv().await {
+        buffer.push(p);
+    }
+    let pending: usize = buffer.iter().map(|p| p.events.len()).sum();
+    if pending > 0 {
+        info!(
+            events = pending,
+            "flushing the ingest buffer before shutdown"
+        );
+        flush(&mut table, buffer).await;
+    }
+}
+
+/// Commit the buffered requests as one append, then answer each of them.
+#[tracing::instrument(name = "ingest.flush", skip_all, fields(rows))]
+async fn flush(table: &mut DeltaTable, buffer: Vec<Pending>) {
+    let rows: usize = buffer.iter().map(|p| p.events.len()).sum();
+    tracing::Span::current().record("rows", rows);
+    let started = Instant::now();
+    let batch = to_batch(
+        buffer.iter().flat_map(|p| p.events.iter()),
+        rows,
+        chrono::Utc::now().timestamp_micros(),
+    );
+    let mut outcome: Result<(), String> = Err("no commit attempted".into());
+    for attempt in 1..=COMMIT_ATTEMPTS {
+        let result = match &batch {
+            Ok(batch) => table
+                .clone()
+                .write(vec![batch.clone()])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns([RAW_PARTITION])
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(updated) => {
+                *table = updated;
+                if let Some(v) = table.version() {
+                    metrics::TABLE_VERSION.set(v as i64);
+                }
+                outcome = Ok(());
+                break;
+            }
+            Err(reason) => {
+                warn!(attempt, rows, %reason, "append to {RAW_TABLE} failed");
+                metrics::COMMIT_ERRORS.inc();
+                outcome = Err(reason);
+                if batch.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                if let Err(err) = table.update_state().await {
+                    warn!(%err, "reloading {RAW_TABLE} after a failed append");
+                }
+            }
+        }
+    }
+    metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+    metrics::BUFFERED_EVENTS.sub(rows as i64);
+    if outcome.is_ok() {
+        metrics::FLUSHED_EVENTS.inc_by(rows as u64);
+    }
+    for p in buffer {
+        // A requester that gave up no longer listens; its events are stored anyway.
+        let _ = p.ack.send(outcome.clone());
+    }
+}
+
+/// Arrow batch of events in the column order of [`raw_schema`].
+pub fn to_batch<'a>(
+    events: impl Iterator<Item = &'a ClickEvent> + Clone,
+    rows: usize,
+    ingest_time: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let strings = |f: fn(&ClickEvent) -> Option<&str>| -> ArrayRef {
+        Arc::new(events.clone().map(f).collect::<StringArray>())
+    };
+    let times = events.clone().map(|e| e.event_time).collect::<Vec<_>>();
+    let columns: Vec<ArrayRef> = vec![
+        strings(|e| Some(&e.event_id)),
+        strings(|e| Some(&e.ad_id)),
+        strings(|e| Some(&e.user_id)),
+        Arc::new(TimestampMicrosecondArray::from(times.clone()).with_timezone(UTC)),
+        strings(|e| e.device.as_deref()),
+        strings(|e| e.os.as_deref()),
+        strings(|e| e.country.as_deref()),
+        strings(|e| e.campaign_id.as_deref()),
+        Arc::new(
+            events
+                .clone()
+                .map(|e| Some(e.is_conversion))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(TimestampMicrosecondArray::from(vec![ingest_time; rows]).with_timezone(UTC)),
+        Arc::new(Date32Array::from(
+            times.iter().map(|t| micros_to_days(*t)).collect::<Vec<_>>(),
+        )),
+    ];
+    RecordBatch::try_new(raw_schema(), columns)
+}

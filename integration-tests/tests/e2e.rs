@@ -1,0 +1,359 @@
+//! End-to-end: `clicklake serve` composed in-process on 127.0.0.1:0 over a
+//! temporary local store, fed a slice of the real TalkingData click log
+//! through the gRPC ingest API by the real loader, and queried over Flight
+//! SQL with our Rust client.
+//!
+//! Every expected value below was counted from
+//! `data/talkingdata_train_sample.csv` with a separate Python script (csv
+//! module, no clicklake code), not by the code under test.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use arrow::util::pretty::pretty_format_batches;
+use clicklake::load::{Format, LoadArgs, load};
+use clicklake::serve::{ServeArgs, Server, start};
+use clicklake_common::StorageConfig;
+use clicklake_common::storage::StoreArgs;
+use clicklake_compactor::{CompactorArgs, Rollups};
+use clicklake_ingest::IngestArgs;
+use clicklake_proto::ingest::click_event::Timestamp;
+use clicklake_proto::ingest::ingest_service_client::IngestServiceClient;
+use clicklake_proto::ingest::{ClickEvent, TrackAdClickRequest};
+use clicklake_query::client::SqlClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+fn data_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/talkingdata_train_sample.csv")
+}
+
+struct Fixture {
+    server: Server,
+    store: StorageConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store_path = dir.path().join("lake").display().to_string();
+        let args = ServeArgs {
+            store: StoreArgs {
+                store: store_path.clone(),
+            },
+            grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            ingest: IngestArgs {
+                flush_rows: 100_000,
+                flush_interval: Duration::from_millis(200),
+                max_future: Duration::from_secs(86_400),
+            },
+            compactor: CompactorArgs {
+                rollup_interval: Duration::from_millis(200),
+            },
+        };
+        let server = start(args, CancellationToken::new())
+            .await
+            .expect("server starts");
+        let store = StorageConfig::new(&store_path).expect("store");
+        Fixture {
+            server,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.server.grpc_addr)
+    }
+
+    async fn load(&self, rows: usize) -> clicklake::load::LoadSummary {
+        load(&LoadArgs {
+            file: data_file(),
+            format: Format::Talkingdata,
+            endpoint: self.endpoint(),
+            batch_size: 700,
+            concurrency: 3,
+            limit: Some(rows),
+        })
+        .await
+        .expect("load succeeds")
+    }
+
+    /// Wait until every rollup level reflects the newest raw version.
+    async fn wait_rolled_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let raw = self.store.open("ad_clicks").await.expect("raw table");
+            let raw_version = raw.version().expect("loaded") as i64;
+            let progress = Rollups::open(&self.store)
+                .await
+                .expect("rollups")
+                .progress()
+                .await
+                .expect("progress");
+            if progress >= Some(raw_version) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollups stuck at {progress:?}, raw at {raw_version}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn table(&self, sql: &str) -> String {
+        let mut client = SqlClient::connect(&self.endpoint()).await.expect("connect");
+        let result = client
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pretty_format_batches(&result.batches)
+            .expect("format")
+            .to_string()
+    }
+
+    async fn stop(self) {
+        self.server.shutdown();
+        self.server.wait().await.expect("clean shutdown");
+    }
+}
+
+fn lines(expected: &[&str]) -> String {
+    expected.join("\n")
+}
+
+/// The answers for the first 2,000 rows of the file.
+async fn assert_first_2000_rows(f: &Fixture) {
+    // Clicks per day from the day rollup; unique users per day (all ads) from
+    // the raw events.
+    assert_eq!(
+        f.table(
+            "SELECT CAST(d.window_start AS DATE) AS day, d.clicks, u.users \
+             FROM (SELECT window_start, sum(clicks) AS clicks FROM ad_clicks_day GROUP BY window_start) d \
+             JOIN (SELECT date_trunc('day', event_time) AS window_start, count(DISTINCT user_id) AS users \
+                   FROM ad_clicks GROUP BY 1) u ON d.window_start = u.window_start \
+             ORDER BY day"
+        )
+        .await,
+        lines(&[
+            "+------------+--------+-------+",
+            "| day        | clicks | users |",
+            "+------------+--------+-------+",
+            "| 2017-11-06 | 79     | 79    |",
+            "| 2017-11-07 | 680    | 656   |",
+            "| 2017-11-08 | 669    | 632   |",
+            "| 2017-11-09 | 572    | 546   |",
+            "+------------+--------+-------+",
+        ])
+    );
+    // Every level holds all 2,000 clicks.
+    assert_eq!(
+        f.table(
+            "SELECT (SELECT sum(clicks) FROM ad_clicks_minute) AS minute, \
+                    (SELECT sum(clicks) FROM ad_clicks_hour) AS hour, \
+                    (SELECT sum(clicks) FROM ad_clicks_day) AS day, \
+                    (SELECT sum(clicks) FROM ad_clicks_month) AS month"
+        )
+        .await,
+        lines(&[
+            "+--------+------+------+-------+",
+            "| minute | hour | day  | month |",
+            "+--------+------+------+-------+",
+            "| 2000   | 2000 | 2000 | 2000  |",
+            "+--------+------+------+-------+",
+        ])
+    );
+    assert_eq!(
+        f.table("SELECT ad_id, sum(clicks) AS clicks FROM ad_clicks_month GROUP BY ad_id ORDER BY clicks DESC, ad_id LIMIT 3")
+            .await,
+        lines(&[
+            "+--------+--------+",
+            "| ad_id  | clicks |",
+            "+--------+--------+",
+            "| 3-280  | 166    |",
+            "| 18-107 | 92     |",
+            "| 15-245 | 52     |",
+            "+--------+--------+",
+        ])
+    );
+    assert_eq!(
+        f.table(
+            "SELECT window_start, clicks, unique_users, unique_users_exact, conversions, clicks_by_device, clicks_by_country \
+             FROM ad_click_stats('3-280', '2017-11-06T00:00:00Z', '2017-11-10T00:00:00Z', 'day') ORDER BY window_start"
+        )
+        .await,
+        lines(&[
+            "+----------------------+--------+--------------+--------------------+-------------+------------------+-------------------+",
+            "| window_start         | clicks | unique_users | unique_users_exact | conversions | clicks_by_device | clicks_by_country |",
+            "+----------------------+--------+--------------+--------------------+-------------+------------------+-------------------+",
+            "| 2017-11-07T00:00:00Z | 46     | 46           | true               | 0           | {\"1\":46}         | {\"unknown\":46}    |",
+            "| 2017-11-08T00:00:00Z | 71     | 70           | true               | 0           | {\"1\":68,\"2\":3}   | {\"unknown\":71}    |",
+            "| 2017-11-09T00:00:00Z | 49     | 49           | true               | 0           | {\"1\":47,\"2\":2}   | {\"unknown\":49}    |",
+            "+----------------------+--------+--------------+--------------------+-------------+------------------+-------------------+",
+        ])
+    );
+    // 45 hours hold a click on 3-280; the first five of them:
+    assert_eq!(
+        f.table(
+            "SELECT count(*) AS hours FROM ad_click_stats('3-280', '2017-11-06', '2017-11-10', 'hour')"
+        )
+        .await,
+        lines(&["+-------+", "| hours |", "+-------+", "| 45    |", "+-------+"])
+    );
+    assert_eq!(
+        f.table(
+            "SELECT window_start, clicks, unique_users \
+             FROM ad_click_stats('3-280', TIMESTAMP '2017-11-07 00:00:00', '2017-11-07T05:00:00Z', 'hour') \
+             ORDER BY window_start"
+        )
+        .await,
+        lines(&[
+            "+----------------------+--------+--------------+",
+            "| window_start         | clicks | unique_users |",
+            "+----------------------+--------+--------------+",
+            "| 2017-11-07T00:00:00Z | 5      | 5            |",
+            "| 2017-11-07T01:00:00Z | 6      | 6            |",
+            "| 2017-11-07T02:00:00Z | 4      | 4            |",
+            "| 2017-11-07T03:00:00Z | 5      | 5            |",
+            "| 2017-11-07T04:00:00Z | 3      | 3            |",
+            "+----------------------+--------+--------------+",
+        ])
+    );
+    assert_eq!(
+        f.table("SELECT ad_id, event_time FROM user_ad_clicks('5314', '2017-11-01', '2017-12-01') ORDER BY event_time")
+            .await,
+        lines(&[
+            "+--------+----------------------+",
+            "| ad_id  | event_time           |",
+            "+--------+----------------------+",
+            "| 28-135 | 2017-11-07T14:11:43Z |",
+            "| 21-232 | 2017-11-07T16:10:54Z |",
+            "| 14-113 | 2017-11-08T02:09:43Z |",
+            "| 9-445  | 2017-11-08T09:48:57Z |",
+            "| 21-128 | 2017-11-08T11:52:26Z |",
+            "| 3-137  | 2017-11-09T04:37:33Z |",
+            "| 2-477  | 2017-11-09T07:33:41Z |",
+            "| 18-107 | 2017-11-09T09:35:33Z |",
+            "| 9-107  | 2017-11-09T11:35:31Z |",
+            "| 15-153 | 2017-11-09T15:32:21Z |",
+            "+--------+----------------------+",
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clicks_in_right_numbers_out_and_reloading_changes_nothing() {
+    let f = Fixture::start().await;
+    let first = f.load(2000).await;
+    assert_eq!(
+        (first.rows, first.stored, first.invalid_count),
+        (2000, 2000, 0)
+    );
+    assert!(first.rejected.is_empty(), "{:?}", first.rejected);
+    f.wait_rolled_up().await;
+    assert_first_2000_rows(&f).await;
+
+    // The same rows again: new commits, same event ids, same answers.
+    let second = f.load(2000).await;
+    assert_eq!(second.stored, 2000);
+    f.wait_rolled_up().await;
+    assert_first_2000_rows(&f).await;
+    assert_eq!(
+        f.table("SELECT count(*) AS stored, count(DISTINCT event_id) AS events FROM ad_clicks")
+            .await,
+        lines(&[
+            "+--------+--------+",
+            "| stored | events |",
+            "+--------+--------+",
+            "| 4000   | 2000   |",
+            "+--------+--------+",
+        ])
+    );
+    f.stop().await;
+}
+
+/// Send a raw HTTP/1.1 request and return (status, body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).await.expect("read");
+    let status = buf[9..12].parse().expect("status code");
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_are_named_and_the_rest_of_the_batch_is_kept() {
+    let f = Fixture::start().await;
+    let body = r#"[
+        {"event_id": "h1", "ad_id": "ad-1", "user_id": "u1", "timestamp": "2017-11-07T09:30:38Z", "location": "DE"},
+        {"event_id": "h2", "ad_id": "ad-1", "timestamp": "2017-11-07T09:31:00Z"},
+        {"event_id": "h3", "ad_id": "ad-1", "user_id": "u2", "timestamp": "last tuesday"},
+        {"event_id": "h4", "ad_id": "ad-1", "user_id": "u2", "timestamp": 1510047100}
+    ]"#;
+    let (status, reply) = http(f.server.http_addr, "POST", "/v1/clicks", body).await;
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).expect("JSON reply");
+    assert_eq!(reply["accepted"], 2);
+    assert_eq!(reply["rejected"][0]["index"], 1);
+    assert_eq!(reply["rejected"][0]["field"], "user_id");
+    assert_eq!(reply["rejected"][0]["reason"], "is required");
+    assert_eq!(reply["rejected"][1]["index"], 2);
+    assert_eq!(reply["rejected"][1]["field"], "timestamp");
+
+    let (status, reply) = http(f.server.http_addr, "POST", "/v1/clicks", r#"{"ad_id": 5}"#).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply.contains(r#""field":"ad_id","reason":"must be a string, got a number""#),
+        "{reply}"
+    );
+
+    // gRPC unary: one good click, and a resend of h1 that must not count again.
+    let mut grpc = IngestServiceClient::connect(f.endpoint())
+        .await
+        .expect("connect");
+    for id in ["g1", "h1"] {
+        let event = ClickEvent {
+            event_id: id.into(),
+            ad_id: "ad-1".into(),
+            user_id: "u3".into(),
+            timestamp: Some(Timestamp::TimestampRfc3339("2017-11-07T09:45:00Z".into())),
+            device: "ios".into(),
+            ..Default::default()
+        };
+        let r = grpc
+            .track_ad_click(TrackAdClickRequest { event: Some(event) })
+            .await
+            .expect("stored")
+            .into_inner();
+        assert_eq!((r.accepted, r.rejected.len()), (1, 0));
+    }
+    f.wait_rolled_up().await;
+    // h1 (u1, DE) first stored copy wins; h4 u2 at 09:31:40; g1 u3 ios.
+    assert_eq!(
+        f.table(
+            "SELECT window_start, clicks, unique_users, clicks_by_device, clicks_by_country \
+             FROM ad_click_stats('ad-1', '2017-11-07', '2017-11-08', 'hour')"
+        )
+        .await,
+        lines(&[
+            "+----------------------+--------+--------------+-----------------------+----------------------+",
+            "| window_start         | clicks | unique_users | clicks_by_device      | clicks_by_country    |",
+            "+----------------------+--------+--------------+-----------------------+----------------------+",
+            "| 2017-11-07T09:00:00Z | 3      | 3            | {\"ios\":1,\"unknown\":2} | {\"DE\":1,\"unknown\":2} |",
+            "+----------------------+--------+--------------+-----------------------+----------------------+",
+        ])
+    );
+    f.stop().await;
+}

@@ -1,0 +1,203 @@
+//! The seed's read API as SQL table functions:
+//!
+//! - `ad_click_stats(ad_id, start, end, granularity)`: per window of the
+//!   granularity (`minute`, `hour`, `day`, `month`) starting in
+//!   `[start, end)`: clicks, unique users, conversions and the device and
+//!   country breakdowns, read from that level's rollup table.
+//!
+//! Like any SQL relation their rows come in no set order: add `ORDER BY`.
+//! - `user_ad_clicks(user_id, start, end)`: the user's clicks with event time
+//!   in `[start, end)`, from the raw table, each event id once.
+//!
+//! `start` and `end` are RFC 3339 strings, `YYYY-MM-DD` dates or timestamps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use clicklake_common::schema::UTC;
+use clicklake_common::time::parse_time_arg;
+use clicklake_common::{Level, RAW_TABLE};
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::prelude::{col, lit};
+
+/// `ad_click_stats(ad_id, start, end, granularity)`.
+#[derive(Debug)]
+pub struct AdClickStats {
+    rollups: BTreeMap<Level, Arc<dyn TableProvider>>,
+}
+
+impl AdClickStats {
+    /// Over the given rollup tables (one snapshot each).
+    pub fn new(rollups: BTreeMap<Level, Arc<dyn TableProvider>>) -> Self {
+        Self { rollups }
+    }
+}
+
+impl TableFunctionImpl for AdClickStats {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "ad_click_stats(ad_id, start, end, granularity)";
+        let [ad, start, end, granularity] = args.exprs() else {
+            return plan_err!("{F} takes 4 arguments, got {}", args.exprs().len());
+        };
+        let ad = string_arg(F, "ad_id", ad)?;
+        let (start, end) = range_args(F, start, end)?;
+        let g = string_arg(F, "granularity", granularity)?;
+        let Some(level) = Level::parse(&g) else {
+            return plan_err!(
+                "{F}: granularity must be one of minute, hour, day, month; got {g:?}"
+            );
+        };
+        let Some(provider) = self.rollups.get(&level) else {
+            return plan_err!("{F}: table {} is not available", level.table());
+        };
+        let plan =
+            LogicalPlanBuilder::scan(level.table(), provider_as_source(provider.clone()), None)?
+                .filter(
+                    col("ad_id")
+                        .eq(lit(ad))
+                        .and(col("window_start").gt_eq(ts(start)))
+                        .and(col("window_start").lt(ts(end))),
+                )?
+                .project(
+                    [
+                        "window_start",
+                        "ad_id",
+                        "clicks",
+                        "unique_users",
+                        "unique_users_exact",
+                        "conversions",
+                        "clicks_by_device",
+                        "clicks_by_country",
+                    ]
+                    .map(col),
+                )?
+                .sort([col("window_start").sort(true, false)])?
+                .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+/// `user_ad_clicks(user_id, start, end)`.
+#[derive(Debug)]
+pub struct UserAdClicks {
+    raw: Arc<dyn TableProvider>,
+}
+
+impl UserAdClicks {
+    /// Over one snapshot of the raw table.
+    pub fn new(raw: Arc<dyn TableProvider>) -> Self {
+        Self { raw }
+    }
+}
+
+impl TableFunctionImpl for UserAdClicks {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "user_ad_clicks(user_id, start, end)";
+        let [user, start, end] = args.exprs() else {
+            return plan_err!("{F} takes 3 arguments, got {}", args.exprs().len());
+        };
+        let user = string_arg(F, "user_id", user)?;
+        let (start, end) = range_args(F, start, end)?;
+        let plan = LogicalPlanBuilder::scan(RAW_TABLE, provider_as_source(self.raw.clone()), None)?
+            .filter(
+                col("user_id")
+                    .eq(lit(user))
+                    .and(col("event_time").gt_eq(ts(start)))
+                    .and(col("event_time").lt(ts(end))),
+            )?
+            .project(
+                [
+                    "event_id",
+                    "ad_id",
+                    "user_id",
+                    "event_time",
+                    "device",
+                    "os",
+                    "country",
+                    "campaign_id",
+                    "is_conversion",
+                ]
+                .map(col),
+            )?
+            // A resent event is stored more than once until compaction; show it once.
+            .distinct()?
+            .sort([
+                col("event_time").sort(true, false),
+                col("event_id").sort(true, false),
+            ])?
+            .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+fn ts(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some(UTC.into()),
+    ))
+}
+
+fn range_args(f: &str, start: &Expr, end: &Expr) -> Result<(i64, i64)> {
+    let start = time_arg(f, "start", start)?;
+    let end = time_arg(f, "end", end)?;
+    if end <= start {
+        return plan_err!("{f}: end must be after start");
+    }
+    Ok((start, end))
+}
+
+fn string_arg(f: &str, name: &str, e: &Expr) -> Result<String> {
+    match literal(e) {
+        Some(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => Ok(s.clone()),
+        _ => plan_err!("{f}: {name} must be a string literal, got {e}"),
+    }
+}
+
+fn literal(e: &Expr) -> Option<&ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v),
+        Expr::Cast(c) => literal(&c.expr),
+        Expr::TryCast(c) => literal(&c.expr),
+        Expr::Alias(a) => literal(&a.expr),
+        _ => None,
+    }
+}
+
+/// A time argument in microseconds: an RFC 3339 string, a date, a
+/// `YYYY-MM-DD HH:MM:SS` string (UTC) or a timestamp literal.
+fn time_arg(f: &str, name: &str, e: &Expr) -> Result<i64> {
+    let value = match literal(e) {
+        Some(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => parse_time_arg(s).or_else(|err| {
+            chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+                })
+                .map(|n| n.and_utc().timestamp_micros())
+                .map_err(|_| err)
+        }),
+        Some(ScalarValue::TimestampSecond(Some(v), _)) => Ok(v * 1_000_000),
+        Some(ScalarValue::TimestampMillisecond(Some(v), _)) => Ok(v * 1_000),
+        Some(ScalarValue::TimestampMicrosecond(Some(v), _)) => Ok(*v),
+        Some(ScalarValue::TimestampNanosecond(Some(v), _)) => Ok(v.div_euclid(1_000)),
+        _ => Err(format!(
+            "must be an RFC 3339 string or a timestamp, got {e}"
+        )),
+    };
+    match value {
+        Ok(v) => Ok(v),
+        Err(reason) => plan_err!("{f}: {name} {reason}"),
+    }
+}

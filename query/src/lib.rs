@@ -1,0 +1,15 @@
+//! clicklake query: an Arrow Flight SQL server over a DataFusion session in
+//! which the Delta tables (`ad_clicks` and the four rollups) and the stats
+//! table functions (`ad_click_stats`, `user_ad_clicks`) are registered.
+//!
+//! It only reads: it never writes raw events or rollups.
+
+pub mod catalog;
+pub mod client;
+pub mod error;
+pub mod functions;
+pub mod service;
+
+pub use catalog::Catalog;
+pub use error::{Error, Result};
+pub use service::FlightSqlServer;

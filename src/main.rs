@@ -1,0 +1,48 @@
+//! The `clicklake` binary: parses flags, sets up tracing and the runtime, and
+//! hands over to the services (`clicklake-ingest`, `clicklake-compactor`,
+//! `clicklake-query`) or the client tools (`load`, `sql`).
+
+use clap::{Parser, Subcommand};
+use clicklake::{load, serve, sql};
+use tracing_subscriber::EnvFilter;
+
+/// clicklake: ad-click analytics on Delta Lake, answered over Arrow Flight SQL.
+#[derive(Debug, Parser)]
+#[command(name = "clicklake", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `clicklake_ingest=debug`.
+    #[arg(long, global = true, env = "CLICKLAKE_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// All-in-one server: ingest, compactor loop, Flight SQL and HTTP.
+    Serve(serve::ServeArgs),
+    /// Replay a file of clicks through the gRPC ingest API.
+    Load(load::LoadArgs),
+    /// Run SQL over Flight SQL and print a table (a prompt without a query).
+    Sql(sql::SqlArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("clicklake")
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Load(args) => load::run(args).await,
+            Command::Sql(args) => sql::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,70 @@
+//! `clicklake sql`: a Flight SQL client for analysts. With a statement it
+//! prints the result as a table; without one it reads statements from
+//! standard input, one per line (`\q` quits).
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clicklake_query::client::SqlClient;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqlArgs {
+    /// The statement to run; omit it for a prompt.
+    pub query: Option<String>,
+
+    /// Flight SQL endpoint.
+    #[arg(
+        long,
+        env = "CLICKLAKE_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+}
+
+pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let mut client = SqlClient::connect(&args.endpoint).await?;
+    if let Some(q) = args.query {
+        return print_query(&mut client, &q).await;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("clicklake> ");
+            std::io::stdout().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let q = line.trim().trim_end_matches(';');
+        if q.is_empty() {
+            continue;
+        }
+        if q == "\\q" || q.eq_ignore_ascii_case("quit") || q.eq_ignore_ascii_case("exit") {
+            break;
+        }
+        if let Err(e) = print_query(&mut client, q).await {
+            eprintln!("error: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+async fn print_query(client: &mut SqlClient, q: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let result = client.query(q).await.map_err(|e| match e {
+        arrow_flight::error::FlightError::Tonic(s) => anyhow::anyhow!("{}", s.message()),
+        other => other.into(),
+    })?;
+    let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
+    if result.batches.is_empty() {
+        let empty = arrow::array::RecordBatch::new_empty(result.schema.clone());
+        println!("{}", arrow::util::pretty::pretty_format_batches(&[empty])?);
+    } else {
+        println!(
+            "{}",
+            arrow::util::pretty::pretty_format_batches(&result.batches)?
+        );
+    }
+    eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
