@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python python-env fmt clippy clean-data
+.PHONY: help build demo test test-rust test-python python-env fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,7 +39,8 @@ test-python: build python-env ## End-to-end tests through the Python ADBC Flight
 fmt: ## Format the code
 	cargo fmt --all
 
-clippy: ## Lint
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 clean-data: ## Delete the demo store ./clicklake-data

@@ -11,7 +11,13 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "clicklake", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `clicklake_ingest=debug`.
-    #[arg(long, global = true, env = "CLICKLAKE_LOG", default_value = "info")]
+    /// The Delta kernel logs every snapshot it builds at `info`; it is kept at `warn`.
+    #[arg(
+        long,
+        global = true,
+        env = "CLICKLAKE_LOG",
+        default_value = "info,buoyant_kernel=warn"
+    )]
     log: String,
 
     #[command(subcommand)]

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow::datatypes::Schema;
-use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use tracing::info;
 use url::Url;
 
@@ -126,11 +126,17 @@ impl StorageConfig {
                 source,
             })?;
         }
-        let existing =
-            DeltaTable::try_from_url_with_storage_options(url.clone(), self.options.clone())
-                .await
-                .map_err(delta)?;
-        if existing.version().is_some() {
+        let mut existing = DeltaTableBuilder::from_url(url.clone())
+            .map_err(delta)?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(delta)?;
+        if existing
+            .verify_deltatable_existence()
+            .await
+            .map_err(delta)?
+        {
+            existing.load().await.map_err(delta)?;
             return Ok(existing);
         }
         let created = existing

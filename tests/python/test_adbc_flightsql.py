@@ -19,7 +19,7 @@ def conn(server):
     summary = server.load(3000)
     assert "3000 stored" in summary, summary
     server.wait_rolled_up()
-    with flightsql.connect(server.uri) as conn:
+    with flightsql.connect(server.uri, autocommit=True) as conn:
         yield conn
 
 
@@ -30,8 +30,8 @@ def rows(conn, sql):
 
 
 def test_clicks_per_day_from_the_day_rollup(conn):
-    assert rows(conn, "SELECT CAST(window_start AS DATE), sum(clicks) FROM ad_clicks_day "
-                      "GROUP BY window_start ORDER BY window_start") == [
+    assert rows(conn, "SELECT CAST(window_start AS DATE) AS day, sum(clicks) FROM ad_clicks_day "
+                      "GROUP BY window_start ORDER BY day") == [
         (datetime.date(2017, 11, 6), 134),
         (datetime.date(2017, 11, 7), 990),
         (datetime.date(2017, 11, 8), 1023),
