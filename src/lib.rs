@@ -1,7 +1,9 @@
 //! The `clicklake` command's building blocks, shared by the binary and the
 //! end-to-end tests: the all-in-one server composition (`serve`), the file
-//! loader (`load`) and the SQL client (`sql`).
+//! loader (`load`), the SQL client (`sql`) and the compactor jobs run from
+//! the command line (`jobs`: backfill, reconcile).
 
+pub mod jobs;
 pub mod load;
 pub mod serve;
 pub mod sql;

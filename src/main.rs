@@ -3,7 +3,7 @@
 //! `clicklake-query`) or the client tools (`load`, `sql`).
 
 use clap::{Parser, Subcommand};
-use clicklake::{load, serve, sql};
+use clicklake::{jobs, load, serve, sql};
 use tracing_subscriber::EnvFilter;
 
 /// clicklake: ad-click analytics on Delta Lake, answered over Arrow Flight SQL.
@@ -32,6 +32,10 @@ enum Command {
     Load(load::LoadArgs),
     /// Run SQL over Flight SQL and print a table (a prompt without a query).
     Sql(sql::SqlArgs),
+    /// Recompute the rollups of a time range from the raw events, every level, atomically.
+    Backfill(jobs::BackfillArgs),
+    /// Recount raw events, compare with every rollup level, report (and --repair) differences.
+    Reconcile(jobs::ReconcileArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +53,8 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::run(args).await,
             Command::Load(args) => load::run(args).await,
             Command::Sql(args) => sql::run(args).await,
+            Command::Backfill(args) => jobs::backfill(args).await,
+            Command::Reconcile(args) => jobs::reconcile(args).await,
         }
     })
 }

@@ -25,6 +25,10 @@ pub enum Error {
         source: datafusion::error::DataFusionError,
     },
 
+    /// A time range argument is unusable.
+    #[error("invalid range: {0}")]
+    Range(String),
+
     /// Reading the raw table's commit log failed.
     #[error("reading commit {version} of ad_clicks: {reason}")]
     Log { version: i64, reason: String },

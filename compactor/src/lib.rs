@@ -1,12 +1,16 @@
 //! clicklake compactor: keeps the rollup tables `ad_clicks_minute`,
 //! `ad_clicks_hour`, `ad_clicks_day` and `ad_clicks_month` equal to a
-//! recount of the raw table `ad_clicks`.
+//! recount of the raw table `ad_clicks` (the rollup loop), recomputes a
+//! range on request (backfill) and checks the rollups against a recount
+//! (reconcile).
 //!
 //! It reads the raw table and writes only the rollup tables; it serves no
 //! queries and takes no events.
 
+pub mod backfill;
 pub mod error;
 pub mod metrics;
+pub mod reconcile;
 pub mod rollup;
 
 use std::time::Duration;
@@ -15,7 +19,9 @@ use clicklake_common::StorageConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+pub use backfill::{Backfill, BackfillMetrics};
 pub use error::{Error, Result};
+pub use reconcile::{Difference, Reconcile, ReconcileReport};
 pub use rollup::{RollupMetrics, Rollups};
 
 /// Compactor flags.

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounter, IntGauge, register_histogram, register_int_counter, register_int_gauge,
+    Histogram, IntCounter, IntGauge, IntGaugeVec, register_histogram, register_int_counter,
+    register_int_gauge, register_int_gauge_vec,
 };
 
 #[allow(clippy::expect_used)]
@@ -40,5 +41,14 @@ pub static ROLLUP_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     must(register_histogram!(
         "clicklake_compactor_rollup_duration_seconds",
         "Time of one rollup run over all levels"
+    ))
+});
+
+/// Differences found by the last reconcile, per level (0 after a repair).
+pub static RECONCILE_DIFFERENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    must(register_int_gauge_vec!(
+        "clicklake_compactor_reconcile_differences",
+        "Windows whose rollup differed from a recount in the last reconcile",
+        &["level"]
     ))
 });

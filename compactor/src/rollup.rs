@@ -43,7 +43,7 @@ use crate::metrics;
 /// Application id of the progress marker in every rollup commit.
 pub const PROGRESS_APP_ID: &str = "clicklake-rollup";
 
-const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Rollups {
     }
 }
 
-fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
+pub(crate) fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
     move |source| Error::Delta {
         table: table.to_string(),
         source,
@@ -141,11 +141,7 @@ impl Rollups {
     }
 
     async fn run_inner(&mut self) -> Result<RollupMetrics> {
-        self.raw.update_state().await.map_err(delta(RAW_TABLE))?;
-        for (level, table) in &mut self.levels {
-            table.update_state().await.map_err(delta(level.table()))?;
-        }
-        let current = self.raw.version().unwrap_or(0) as i64;
+        let current = self.refresh().await?;
         let progress = self.progress().await?;
         let done = progress.max(self.checked).unwrap_or(-1);
         metrics::ROLLED_UP_VERSION.set(progress.unwrap_or(-1));
@@ -170,35 +166,51 @@ impl Rollups {
             self.checked = Some(current);
             return Ok(m);
         }
-        let ctx = SessionContext::new();
-        let mut pinned = self.raw.clone();
-        pinned
-            .load_version(current as u64)
-            .await
-            .map_err(delta(RAW_TABLE))?;
-        pinned
-            .update_datafusion_session(&ctx.state())
-            .map_err(delta(RAW_TABLE))?;
-        let provider = pinned
-            .table_provider()
-            .await
-            .map_err(|source| Error::Query {
-                table: RAW_TABLE.to_string(),
-                source,
-            })?;
-        ctx.register_table(RAW_TABLE, provider)
-            .map_err(|source| Error::Query {
-                table: RAW_TABLE.to_string(),
-                source,
-            })?;
+        let ctx = self.raw_context(current).await?;
         for (i, (level, table)) in self.levels.iter_mut().enumerate() {
             let ranges = dates.as_ref().map(|d| level_ranges(*level, d));
-            m.rows[i] = rewrite_level(&ctx, *level, table, ranges.as_deref(), current).await?;
+            m.rows[i] =
+                rewrite_level(&ctx, *level, table, ranges.as_deref(), Some(current)).await?;
         }
         self.checked = Some(current);
         metrics::ROLLED_UP_VERSION.set(current);
         info!(raw_version = current, dates = ?m.dates, rows = ?m.rows, "rollups updated");
         Ok(m)
+    }
+
+    /// The raw table's newest version, after a refresh of every table.
+    pub async fn refresh(&mut self) -> Result<i64> {
+        self.raw.update_state().await.map_err(delta(RAW_TABLE))?;
+        for (level, table) in &mut self.levels {
+            table.update_state().await.map_err(delta(level.table()))?;
+        }
+        Ok(self.raw.version().unwrap_or(0) as i64)
+    }
+
+    /// A session with `ad_clicks` registered at one pinned version.
+    pub(crate) async fn raw_context(&self, version: i64) -> Result<SessionContext> {
+        let query_err = |source| Error::Query {
+            table: RAW_TABLE.to_string(),
+            source,
+        };
+        let ctx = SessionContext::new();
+        let mut pinned = self.raw.clone();
+        pinned
+            .load_version(version as u64)
+            .await
+            .map_err(delta(RAW_TABLE))?;
+        pinned
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta(RAW_TABLE))?;
+        let provider = pinned.table_provider().await.map_err(query_err)?;
+        ctx.register_table(RAW_TABLE, provider).map_err(query_err)?;
+        Ok(ctx)
+    }
+
+    /// The rollup table of a level.
+    pub(crate) fn level_table(&mut self, level: Level) -> &mut DeltaTable {
+        let i = Level::ALL.iter().position(|l| *l == level).unwrap_or(0);
+        &mut self.levels[i].1
     }
 
     /// UTC dates of the files that raw commits `from..=to` added, or `None`
@@ -242,15 +254,13 @@ impl Rollups {
     }
 }
 
-/// Recompute one level over `ranges` (or entirely) and swap the result in.
-#[instrument(name = "compactor.rewrite_level", skip(ctx, table, ranges), fields(table = level.table()))]
-async fn rewrite_level(
+/// Run the rollup query of `level` over the raw events of `ranges` (all of
+/// them when `None`), giving batches in the table's exact schema.
+pub(crate) async fn recount(
     ctx: &SessionContext,
     level: Level,
-    table: &mut DeltaTable,
     ranges: Option<&[(i64, i64)]>,
-    raw_version: i64,
-) -> Result<usize> {
+) -> Result<Vec<RecordBatch>> {
     let query_err = |source| Error::Query {
         table: level.table().to_string(),
         source,
@@ -271,10 +281,26 @@ async fn rewrite_level(
         .collect()
         .await
         .map_err(query_err)?;
-    let batches = conform(batches, rollup_schema(level)).map_err(|e| query_err(e.into()))?;
+    conform(batches, rollup_schema(level)).map_err(|e| query_err(e.into()))
+}
+
+/// Recompute one level over `ranges` (or entirely) and swap the result in
+/// with one commit. `progress`, when given, is recorded as the raw version
+/// the level now reflects (a partial rewrite such as a backfill records none).
+#[instrument(name = "compactor.rewrite_level", skip(ctx, table, ranges), fields(table = level.table()))]
+pub(crate) async fn rewrite_level(
+    ctx: &SessionContext,
+    level: Level,
+    table: &mut DeltaTable,
+    ranges: Option<&[(i64, i64)]>,
+    progress: Option<i64>,
+) -> Result<usize> {
+    let batches = recount(ctx, level, ranges).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let props = CommitProperties::default()
-        .with_application_transaction(Transaction::new(PROGRESS_APP_ID, raw_version));
+    let mut props = CommitProperties::default();
+    if let Some(version) = progress {
+        props = props.with_application_transaction(Transaction::new(PROGRESS_APP_ID, version));
+    }
     let mut write = table
         .clone()
         .write(batches)
@@ -290,7 +316,7 @@ async fn rewrite_level(
 
 /// `column` within any of the `[start, end)` ranges (microseconds), plus the
 /// matching date-partition bounds so whole partitions are skipped.
-fn range_filter(ranges: &[(i64, i64)], column: &str, date_column: Option<&str>) -> Expr {
+pub(crate) fn range_filter(ranges: &[(i64, i64)], column: &str, date_column: Option<&str>) -> Expr {
     let ts = |us: i64| {
         lit(ScalarValue::TimestampMicrosecond(
             Some(us),
@@ -332,7 +358,7 @@ pub fn level_ranges(level: Level, dates: &BTreeSet<i32>) -> Vec<(i64, i64)> {
     ranges
 }
 
-fn days_since_epoch(d: NaiveDate) -> i32 {
+pub(crate) fn days_since_epoch(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - 719_163
 }
 

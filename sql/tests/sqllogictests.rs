@@ -2,8 +2,8 @@
 //! DataFusion's own sqllogictest harness: one session per file.
 //!
 //! Inside a file, `{rollup:UNIT}` stands for the rollup query of that unit
-//! (`clicklake_sql::rollup_sql(UNIT)`), so the files test the very SQL text
-//! the compactor runs.
+//! (`clicklake_sql::rollup_sql(UNIT)`) and `{reconcile}` for the reconcile
+//! query, so the files test the very SQL text the compactor runs.
 
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ struct DataFusionDb {
 }
 
 fn expand(sql: &str) -> String {
-    let mut out = sql.to_string();
+    let mut out = sql.replace("{reconcile}", clicklake_sql::RECONCILE_SQL.trim_end());
     for unit in ["minute", "hour", "day", "month"] {
         out = out.replace(
             &format!("{{rollup:{unit}}}"),
