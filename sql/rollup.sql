@@ -1,17 +1,21 @@
 -- Rollup of the raw events in `rollup_source` into windows of one {unit}, per ad.
 --
--- `rollup_source` is `ad_clicks` restricted to the windows being recomputed
--- (the compactor registers it). `{unit}` is minute, hour, day or month.
--- Every window is aligned in UTC: [window_start, window_start + 1 {unit}).
+-- `rollup_source` holds every stored copy (from the whole of `ad_clicks`) of
+-- each event id that has a copy in the windows being recomputed, and a
+-- boolean `in_range` telling whether the copy lies in those windows (the
+-- compactor registers it). `{unit}` is minute, hour, day or month. Every
+-- window is aligned in UTC: [window_start, window_start + 1 {unit}).
 --
--- clicks       = distinct event ids: copies of one event id count once (the
---                first copy stored wins, so the breakdowns agree with clicks).
+-- clicks       = distinct event ids: copies of one event id count once, in
+--                the window of the first copy stored (earliest ingest_time,
+--                then event_time, ad_id, user_id), even when later copies
+--                carry another time, ad or user. The breakdowns agree.
 -- unique_users = distinct user ids in the window, computed from the events of
 --                the window itself, never summed from finer windows.
 -- clicks_by_device / clicks_by_country: JSON objects {"<value>": clicks, ...},
 --                keys sorted, a missing value counted under "unknown".
 WITH numbered AS (
-    SELECT event_id, ad_id, user_id, event_time, device, country, is_conversion,
+    SELECT event_id, ad_id, user_id, event_time, device, country, is_conversion, in_range,
            row_number() OVER (
                PARTITION BY event_id
                ORDER BY ingest_time, event_time, ad_id, user_id
@@ -26,7 +30,7 @@ windowed AS (
            coalesce(device, 'unknown') AS device,
            coalesce(country, 'unknown') AS country
     FROM numbered
-    WHERE copy_no = 1
+    WHERE copy_no = 1 AND in_range
 ),
 totals AS (
     SELECT window_start, ad_id,

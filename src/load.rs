@@ -70,9 +70,10 @@ pub struct LoadSummary {
     pub invalid_count: usize,
 }
 
-/// A batch of events and the bytes of the file they came from.
+/// A batch of events, the file line of each, and the bytes they came from.
 struct Batch {
     events: Vec<ClickEvent>,
+    lines: Vec<u64>,
     bytes: u64,
 }
 
@@ -146,23 +147,19 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadSummary> {
         .map(|batch| {
             let client = client.clone();
             async move {
-                let n = batch.events.len();
                 send_with_retry(client, batch.events)
                     .await
-                    .map(|r| (n, batch.bytes, r))
+                    .map(|r| (batch.lines, batch.bytes, r))
             }
         })
         .buffer_unordered(args.concurrency.max(1));
     while let Some(result) = sends.next().await {
-        let (sent, bytes, response) = result?;
+        let (lines, bytes, response) = result?;
         acked += u64::from(response.accepted);
-        rejected.extend(
-            response
-                .rejected
-                .into_iter()
-                .map(|r| format!("{}: {}", r.field, r.reason)),
-        );
-        debug_assert!(sent >= response.accepted as usize);
+        rejected.extend(response.rejected.into_iter().map(|r| {
+            let line = lines.get(r.index as usize).copied().unwrap_or_default();
+            format!("line {line}: {}: {}", r.field, r.reason)
+        }));
         bar.inc(bytes);
         bar.set_message(format!("{acked} events stored"));
     }
@@ -189,15 +186,27 @@ async fn send_with_retry(
         match client.track_ad_clicks(request).await {
             Ok(r) => return Ok(r.into_inner()),
             // The events carry their ids, so a retry can never count twice.
+            // Cancelled: the server shut down mid-request (the batch may or
+            // may not be stored; sending it again is safe).
             Err(s)
                 if attempt < 8
-                    && matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) =>
+                    && matches!(
+                        s.code(),
+                        Code::Unavailable
+                            | Code::ResourceExhausted
+                            | Code::Cancelled
+                            | Code::DeadlineExceeded
+                    ) =>
             {
-                tracing::warn!(attempt, status = %s.message(), "batch not stored; retrying");
+                tracing::warn!(attempt, status = %s.message(), "batch not confirmed; sending it again");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(s) => bail!("ingest refused a batch: {} ({:?})", s.message(), s.code()),
+            Err(s) => bail!(
+                "a batch was not confirmed as stored: {} ({:?}); loading the file again is safe",
+                s.message(),
+                s.code()
+            ),
         }
     }
     unreachable!("the retry loop returns")
@@ -300,12 +309,16 @@ fn read_talkingdata(
     tx: &mpsc::Sender<Batch>,
 ) -> anyhow::Result<ReadSummary> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // Flexible: a row with too few or too many fields is reported as an
+    // invalid row (by the field it lacks), not the end of the load.
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
+        .flexible(true)
         .from_reader(BufReader::new(file));
     let idx = td_header(rdr.headers()?)?;
     let mut summary = ReadSummary::default();
     let mut batch = Vec::with_capacity(batch_size);
+    let mut lines = Vec::with_capacity(batch_size);
     let mut last_offset = 0u64;
     let mut rec = csv::ByteRecord::new();
     let mut raw = Vec::new();
@@ -326,7 +339,10 @@ fn read_talkingdata(
         }
         summary.rows += 1;
         match td_event(&idx, &rec, pos.0, &raw) {
-            Ok(e) => batch.push(e),
+            Ok(e) => {
+                batch.push(e);
+                lines.push(pos.0);
+            }
             Err(reason) => {
                 summary.invalid_count += 1;
                 if summary.invalid.len() < 10 {
@@ -338,7 +354,15 @@ fn read_talkingdata(
             let bytes = pos.1 - last_offset;
             last_offset = pos.1;
             let events = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-            if tx.blocking_send(Batch { events, bytes }).is_err() {
+            let lines = std::mem::replace(&mut lines, Vec::with_capacity(batch_size));
+            if tx
+                .blocking_send(Batch {
+                    events,
+                    lines,
+                    bytes,
+                })
+                .is_err()
+            {
                 return Ok(summary); // the sender side stopped on an error it reports
             }
         }
@@ -349,6 +373,7 @@ fn read_talkingdata(
     if !batch.is_empty() || total > last_offset {
         let _ = tx.blocking_send(Batch {
             events: batch,
+            lines,
             bytes: total.saturating_sub(last_offset),
         });
     }

@@ -12,7 +12,7 @@ use clicklake_common::storage::StoreArgs;
 use clicklake_compactor::CompactorArgs;
 use clicklake_ingest::IngestArgs;
 use clicklake_ingest::grpc::IngestGrpc;
-use clicklake_query::{Catalog, FlightSqlServer};
+use clicklake_query::{Catalog, FlightSqlServer, QueryArgs};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -35,6 +35,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub compactor: CompactorArgs,
+
+    #[command(flatten)]
+    pub query: QueryArgs,
 }
 
 /// A running all-in-one server.
@@ -98,7 +101,7 @@ pub async fn start(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Resu
 
     let grpc = tonic::transport::Server::builder()
         .add_service(IngestGrpc::service(ingest.clone()))
-        .add_service(FlightSqlServer::new(catalog).service())
+        .add_service(FlightSqlServer::new(catalog, args.query.clone()).service())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),

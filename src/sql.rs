@@ -26,6 +26,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         return print_query(&mut client, &q).await;
     }
     let interactive = std::io::stdin().is_terminal();
+    let mut failed = 0usize;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -44,7 +45,11 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         }
         if let Err(e) = print_query(&mut client, q).await {
             eprintln!("error: {e:#}");
+            failed += 1;
         }
+    }
+    if failed > 0 && !interactive {
+        anyhow::bail!("{failed} statement(s) failed");
     }
     Ok(())
 }

@@ -20,7 +20,34 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("{t:?} is not an RFC 3339 timestamp ({e})"))
 }
 
-/// Interpret an epoch number in whichever unit makes it a time between 2000 and 2100.
+/// Interpret an integer epoch number in whichever unit makes it a time
+/// between 2000 and 2100, exactly (sub-microsecond parts are cut off, as in
+/// [`parse_rfc3339_micros`], so one instant in two forms is one value).
+pub fn epoch_integer_to_micros(n: i64) -> Result<i64, String> {
+    const UNITS: [(i64, i64); 4] = [
+        (1, 1_000_000),
+        (1_000, 1_000),
+        (1_000_000, 1),
+        (1_000_000_000, 0),
+    ];
+    for (per_second, to_micros) in UNITS {
+        let lo = (MIN_EVENT_MICROS / 1_000_000).saturating_mul(per_second);
+        let hi = (MAX_EPOCH_MICROS / 1_000_000).saturating_mul(per_second);
+        if n >= lo && n < hi {
+            return Ok(if to_micros == 0 {
+                n.div_euclid(1_000)
+            } else {
+                n * to_micros
+            });
+        }
+    }
+    Err(format!(
+        "epoch number {n} is not a time between 2000 and 2100 in seconds, milliseconds, microseconds or nanoseconds"
+    ))
+}
+
+/// Interpret a fractional epoch number in whichever unit makes it a time
+/// between 2000 and 2100 (cut off to the microsecond).
 pub fn epoch_number_to_micros(n: f64) -> Result<i64, String> {
     if !n.is_finite() {
         return Err(format!("{n} is not a finite number"));
@@ -34,7 +61,7 @@ pub fn epoch_number_to_micros(n: f64) -> Result<i64, String> {
     for (_, to_micros) in UNITS {
         let micros = n * to_micros;
         if micros >= MIN_EVENT_MICROS as f64 && micros < MAX_EPOCH_MICROS as f64 {
-            return Ok(micros.round() as i64);
+            return Ok(micros.floor() as i64);
         }
     }
     Err(format!(
@@ -45,6 +72,11 @@ pub fn epoch_number_to_micros(n: f64) -> Result<i64, String> {
 /// Parse a time given either as RFC 3339 or as a bare `YYYY-MM-DD` date (midnight UTC).
 pub fn parse_time_arg(s: &str) -> Result<i64, String> {
     let t = s.trim();
+    let date_shaped =
+        t.len() == 10 && t.as_bytes().get(4) == Some(&b'-') && t.as_bytes().get(7) == Some(&b'-');
+    if date_shaped && NaiveDate::parse_from_str(t, "%Y-%m-%d").is_err() {
+        return Err(format!("{t:?} is not a valid date"));
+    }
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         let dt = d.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
         return dt
@@ -102,8 +134,25 @@ mod tests {
     }
 
     #[test]
+    fn one_instant_in_every_form_is_one_value() {
+        let us = 1_510_048_800_000_000;
+        assert_eq!(parse_rfc3339_micros("2017-11-07T10:00:00.0000009Z"), Ok(us));
+        assert_eq!(epoch_integer_to_micros(1_510_048_800_000_000_900), Ok(us));
+        assert_eq!(epoch_integer_to_micros(1_510_048_800_000_000_400), Ok(us));
+        assert_eq!(epoch_integer_to_micros(1_510_048_800_000_000), Ok(us));
+        assert_eq!(epoch_integer_to_micros(1_510_048_800_000), Ok(us));
+        assert_eq!(epoch_integer_to_micros(1_510_048_800), Ok(us));
+        assert_eq!(epoch_number_to_micros(1_510_048_800.5), Ok(us + 500_000));
+        assert!(epoch_integer_to_micros(12_345).is_err());
+    }
+
+    #[test]
     fn dates_and_days() {
         assert_eq!(parse_time_arg("2017-11-07"), Ok(1_510_012_800_000_000));
+        assert_eq!(
+            parse_time_arg("2017-02-30"),
+            Err("\"2017-02-30\" is not a valid date".into())
+        );
         // 2017-11-07 is day 17477 since the epoch (1510012800 / 86400).
         assert_eq!(micros_to_days(T * 1_000_000), 17_477);
         assert_eq!(micros_to_rfc3339(T * 1_000_000), "2017-11-07T09:30:38Z");

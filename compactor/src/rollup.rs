@@ -27,7 +27,7 @@ use chrono::{Datelike, NaiveDate};
 use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, UTC, raw_schema, rollup_schema};
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
 use clicklake_sql::{ROLLUP_SOURCE, rollup_sql};
-use datafusion::common::ScalarValue;
+use datafusion::common::{JoinType, ScalarValue};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
@@ -265,12 +265,28 @@ pub(crate) async fn recount(
         table: level.table().to_string(),
         source,
     };
-    let mut source = ctx.table(RAW_TABLE).await.map_err(query_err)?;
-    if let Some(ranges) = ranges {
-        source = source
-            .filter(range_filter(ranges, "event_time", Some(RAW_PARTITION)))
-            .map_err(query_err)?;
+    let raw = ctx.table(RAW_TABLE).await.map_err(query_err)?;
+    let source = match ranges {
+        None => raw.with_column("in_range", lit(true)),
+        Some(ranges) => {
+            // Every copy, anywhere in the table, of the event ids that have a
+            // copy in the range: the first copy decides where an event counts.
+            let in_range = range_filter(ranges, "event_time", Some(RAW_PARTITION));
+            let ids = ctx
+                .table(RAW_TABLE)
+                .await
+                .map_err(query_err)?
+                .filter(in_range.clone())
+                .map_err(query_err)?
+                .select(vec![col("event_id").alias("wanted_id")])
+                .map_err(query_err)?
+                .distinct()
+                .map_err(query_err)?;
+            raw.join(ids, JoinType::LeftSemi, &["event_id"], &["wanted_id"], None)
+                .and_then(|df| df.with_column("in_range", in_range))
+        }
     }
+    .map_err(query_err)?;
     ctx.deregister_table(ROLLUP_SOURCE).map_err(query_err)?;
     ctx.register_table(ROLLUP_SOURCE, source.into_view())
         .map_err(query_err)?;
@@ -295,8 +311,13 @@ pub(crate) async fn rewrite_level(
     ranges: Option<&[(i64, i64)]>,
     progress: Option<i64>,
 ) -> Result<usize> {
-    let batches = recount(ctx, level, ranges).await?;
+    let mut batches = recount(ctx, level, ranges).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    if batches.is_empty() {
+        // No window left: still one commit, so the old windows go and the
+        // progress marker is recorded.
+        batches.push(RecordBatch::new_empty(rollup_schema(level)));
+    }
     let mut props = CommitProperties::default();
     if let Some(version) = progress {
         props = props.with_application_transaction(Transaction::new(PROGRESS_APP_ID, version));

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use clicklake_common::time::{MIN_EVENT_MICROS, epoch_number_to_micros, parse_rfc3339_micros};
+use clicklake_common::time::{
+    MIN_EVENT_MICROS, epoch_integer_to_micros, epoch_number_to_micros, parse_rfc3339_micros,
+};
 use clicklake_proto::ingest as pb;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -84,9 +86,10 @@ impl Validator {
         let timestamp = match obj.get("timestamp") {
             None | Some(Value::Null) => return Err(Rejection::new("timestamp", "is required")),
             Some(Value::String(s)) => parse_rfc3339_micros(s),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(f) => epoch_number_to_micros(f),
-                None => Err(format!("{n} is not a usable number")),
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => epoch_integer_to_micros(i),
+                (None, Some(f)) => epoch_number_to_micros(f),
+                (None, None) => Err(format!("{n} is not a usable number")),
             },
             Some(other) => Err(format!(
                 "must be an RFC 3339 string or an epoch number, got {}",

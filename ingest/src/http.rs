@@ -27,6 +27,10 @@ pub fn router(handle: IngestHandle) -> Router {
 }
 
 async fn post_clicks(State(handle): State<IngestHandle>, body: Bytes) -> Response {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        let reply = json!({"error": "the request body is empty; send a JSON object, a JSON array or NDJSON"});
+        return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
+    }
     let results = parse_body(&handle.validator(), &body);
     let total = results.len();
     match handle.ingest(results).await {
@@ -64,12 +68,12 @@ pub fn parse_body(validator: &Validator, body: &[u8]) -> Vec<Result<ClickEvent, 
         // Not one JSON document: NDJSON, one event per non-empty line.
         Err(_) => body
             .split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
             .enumerate()
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
             .map(|(n, line)| match serde_json::from_slice::<Value>(line) {
                 Ok(v) => validator.from_json(&v),
                 Err(e) => Err(Rejection {
-                    index: n,
+                    index: 0,
                     field: "event".into(),
                     reason: format!("line {} is not valid JSON: {e}", n + 1),
                 }),
@@ -105,7 +109,8 @@ mod tests {
         assert!(r[0].is_ok() && r[2].is_ok());
         let bad = r[1].as_ref().expect_err("bad line");
         assert!(
-            bad.reason.starts_with("line 2 is not valid JSON"),
+            // Line 3 of the body (line 2 is blank), the second event.
+            bad.reason.starts_with("line 3 is not valid JSON"),
             "{bad:?}"
         );
     }

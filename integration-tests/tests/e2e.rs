@@ -20,6 +20,7 @@ use clicklake_ingest::IngestArgs;
 use clicklake_proto::ingest::click_event::Timestamp;
 use clicklake_proto::ingest::ingest_service_client::IngestServiceClient;
 use clicklake_proto::ingest::{ClickEvent, TrackAdClickRequest};
+use clicklake_query::QueryArgs;
 use clicklake_query::client::SqlClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,7 @@ impl Fixture {
             compactor: CompactorArgs {
                 rollup_interval: Duration::from_millis(200),
             },
+            query: QueryArgs::default(),
         };
         let server = start(args, CancellationToken::new())
             .await
@@ -475,5 +477,79 @@ async fn backfill_equals_the_live_path_and_reconcile_finds_and_repairs_a_lost_ro
         .expect("reconcile");
     assert_eq!(after.differences, vec![]);
     assert_eq!(rollup_tables(&f).await, live);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_event_with_another_time_counts_once_where_it_was_first_stored() {
+    let f = Fixture::start().await;
+    let post = |body: &'static str| {
+        let addr = f.server.http_addr;
+        async move {
+            let (status, reply) = http(addr, "POST", "/v1/clicks", body).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    };
+    // First copy on the last second of November, rolled up before the resend.
+    post(r#"{"event_id":"dup-1","ad_id":"x","user_id":"u","timestamp":"2017-11-30T23:59:59Z"}"#)
+        .await;
+    f.wait_rolled_up().await;
+    // A resend with another ad and a December time: still the same click.
+    post(r#"{"event_id":"dup-1","ad_id":"y","user_id":"u","timestamp":"2017-12-01T00:00:01Z"}"#)
+        .await;
+    f.wait_rolled_up().await;
+    // Another December click makes December be recomputed again.
+    post(r#"{"event_id":"e-2","ad_id":"z","user_id":"v","timestamp":"2017-12-01T08:00:00Z"}"#)
+        .await;
+    f.wait_rolled_up().await;
+
+    for (table, first, second) in [
+        (
+            "ad_clicks_minute",
+            "2017-11-30T23:59:00Z",
+            "2017-12-01T08:00:00Z",
+        ),
+        (
+            "ad_clicks_hour",
+            "2017-11-30T23:00:00Z",
+            "2017-12-01T08:00:00Z",
+        ),
+        (
+            "ad_clicks_day",
+            "2017-11-30T00:00:00Z",
+            "2017-12-01T00:00:00Z",
+        ),
+        (
+            "ad_clicks_month",
+            "2017-11-01T00:00:00Z",
+            "2017-12-01T00:00:00Z",
+        ),
+    ] {
+        assert_eq!(
+            f.table(&format!(
+                "SELECT window_start, ad_id, clicks FROM {table} ORDER BY window_start"
+            ))
+            .await,
+            lines(&[
+                "+----------------------+-------+--------+",
+                "| window_start         | ad_id | clicks |",
+                "+----------------------+-------+--------+",
+                &format!("| {first} | x     | 1      |"),
+                &format!("| {second} | z     | 1      |"),
+                "+----------------------+-------+--------+",
+            ]),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        f.table("SELECT event_id, ad_id, event_time FROM user_ad_clicks('u', '2017-11-01', '2018-01-01')").await,
+        lines(&[
+            "+----------+-------+----------------------+",
+            "| event_id | ad_id | event_time           |",
+            "+----------+-------+----------------------+",
+            "| dup-1    | x     | 2017-11-30T23:59:59Z |",
+            "+----------+-------+----------------------+",
+        ])
+    );
     f.stop().await;
 }

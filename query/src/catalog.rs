@@ -9,6 +9,7 @@ use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, raw_schema, roll
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
 use datafusion::catalog::TableProvider;
 use datafusion::execution::context::SessionConfig;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tokio::sync::Mutex;
@@ -66,8 +67,9 @@ impl Catalog {
         clicklake_common::schema::all_tables()
     }
 
-    /// A session over the newest snapshot of every table.
-    pub async fn context(&self) -> Result<SessionContext> {
+    /// A session over the newest snapshot of every table, running on `runtime`
+    /// (which carries the query's memory limit).
+    pub async fn context(&self, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
         let mut tables = self.tables.lock().await.clone();
         for (name, table) in tables.iter_mut() {
             table.update_state().await.map_err(|source| Error::Delta {
@@ -85,10 +87,17 @@ impl Catalog {
                 }
             }
         }
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, SCHEMA);
-        let ctx = SessionContext::new_with_config(config);
+        // Strings as plain Utf8 on the wire: not every Flight SQL client (JDBC
+        // drivers, older pyarrow) reads Utf8View.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let mut providers: BTreeMap<&'static str, Arc<dyn TableProvider>> = BTreeMap::new();
         for (name, table) in &tables {
             table

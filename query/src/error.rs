@@ -21,6 +21,12 @@ pub enum Error {
     #[error("{0}")]
     Sql(#[from] datafusion::error::DataFusionError),
 
+    /// A statement that is not a query: the Flight SQL endpoint only reads.
+    #[error(
+        "clicklake's Flight SQL endpoint is read-only: only queries (SELECT, WITH, EXPLAIN, SHOW) are accepted; clicks are written through the ingest API"
+    )]
+    ReadOnly,
+
     /// The request itself is malformed (bad ticket, bad handle).
     #[error("{0}")]
     BadRequest(String),
@@ -41,27 +47,46 @@ impl From<Error> for tonic::Status {
                 tonic::Status::unavailable(format!("table {table} is unavailable"))
             }
             Error::Sql(e) => sql_status(e),
+            Error::ReadOnly => tonic::Status::permission_denied(err_text_read_only()),
             Error::BadRequest(msg) => tonic::Status::invalid_argument(msg),
         }
     }
 }
 
+fn err_text_read_only() -> String {
+    Error::ReadOnly.to_string()
+}
+
 fn sql_status(e: datafusion::error::DataFusionError) -> tonic::Status {
     use datafusion::error::DataFusionError as D;
+    let message = e.message().to_string();
+    match root(&e) {
+        D::SQL(..)
+        | D::Plan(_)
+        | D::SchemaError(..)
+        | D::NotImplemented(_)
+        | D::Configuration(_)
+        | D::Execution(_)
+        | D::ArrowError(..) => tonic::Status::invalid_argument(message),
+        D::ResourcesExhausted(_) => tonic::Status::resource_exhausted(message),
+        _ => {
+            tracing::error!(error = %e, "query failed");
+            tonic::Status::internal(message)
+        }
+    }
+}
+
+/// The error under the wrappers DataFusion adds (context, diagnostics, sharing).
+fn root(e: &datafusion::error::DataFusionError) -> &datafusion::error::DataFusionError {
+    use datafusion::error::DataFusionError as D;
     match e {
-        D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
-            tonic::Status::invalid_argument(e.strip_backtrace().to_string())
-        }
-        D::ResourcesExhausted(_) => {
-            tonic::Status::resource_exhausted(e.strip_backtrace().to_string())
-        }
-        D::Execution(_) | D::ArrowError(..) => {
-            tonic::Status::invalid_argument(e.strip_backtrace().to_string())
-        }
-        D::Context(_, inner) => sql_status(*inner),
-        other => {
-            tracing::error!(error = %other, "query failed");
-            tonic::Status::internal(other.strip_backtrace().to_string())
-        }
+        D::Context(_, inner) | D::Diagnostic(_, inner) => root(inner),
+        D::Shared(inner) => root(inner),
+        D::Collection(all) => all.first().map_or(e, root),
+        D::External(inner) => match inner.downcast_ref::<D>() {
+            Some(inner) => root(inner),
+            None => e,
+        },
+        _ => e,
     }
 }

@@ -22,7 +22,8 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder};
 use datafusion::prelude::{col, lit};
 
 /// `ad_click_stats(ad_id, start, end, granularity)`.
@@ -103,13 +104,38 @@ impl TableFunctionImpl for UserAdClicks {
         };
         let user = string_arg(F, "user_id", user)?;
         let (start, end) = range_args(F, start, end)?;
-        let plan = LogicalPlanBuilder::scan(RAW_TABLE, provider_as_source(self.raw.clone()), None)?
-            .filter(
-                col("user_id")
-                    .eq(lit(user))
-                    .and(col("event_time").gt_eq(ts(start)))
-                    .and(col("event_time").lt(ts(end))),
+        let raw =
+            || LogicalPlanBuilder::scan(RAW_TABLE, provider_as_source(self.raw.clone()), None);
+        let in_range = col("event_time")
+            .gt_eq(ts(start))
+            .and(col("event_time").lt(ts(end)));
+        let mine = col("user_id").eq(lit(user));
+        // The user's event ids in the range, then every stored copy of them:
+        // an event shows only if its first stored copy (the one the rollups
+        // count) is this user's and lies in the range.
+        let ids = raw()?
+            .filter(mine.clone().and(in_range.clone()))?
+            .project(vec![col("event_id").alias("wanted_id")])?
+            .distinct()?
+            .build()?;
+        let copy_no = row_number()
+            .partition_by(vec![col("event_id")])
+            .order_by(
+                ["ingest_time", "event_time", "ad_id", "user_id"]
+                    .map(|c| col(c).sort(true, false))
+                    .to_vec(),
+            )
+            .build()?
+            .alias("copy_no");
+        let plan = raw()?
+            .join(
+                ids,
+                JoinType::LeftSemi,
+                (vec!["event_id"], vec!["wanted_id"]),
+                None,
             )?
+            .window(vec![copy_no])?
+            .filter(col("copy_no").eq(lit(1u64)).and(mine).and(in_range))?
             .project(
                 [
                     "event_id",
@@ -124,12 +150,6 @@ impl TableFunctionImpl for UserAdClicks {
                 ]
                 .map(col),
             )?
-            // A resent event is stored more than once until compaction; show it once.
-            .distinct()?
-            .sort([
-                col("event_time").sort(true, false),
-                col("event_id").sort(true, false),
-            ])?
             .build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }

@@ -8,8 +8,11 @@ pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod functions;
+pub mod limits;
+pub mod prepared;
 pub mod service;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};
+pub use limits::QueryArgs;
 pub use service::FlightSqlServer;

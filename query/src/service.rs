@@ -8,26 +8,39 @@
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
-    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
-    CommandGetTables, CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
+use arrow_flight::{Action, IpcMessage, SchemaAsIpc};
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
+use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SQLOptions};
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
+use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
 use crate::error::Error;
+use crate::limits::{self, QueryArgs};
+use crate::prepared::{Prepared, PreparedStatements};
 
 /// Largest gRPC message accepted or sent.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -54,6 +67,8 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 pub struct FlightSqlServer {
     catalog: Arc<Catalog>,
+    limits: QueryArgs,
+    prepared: Arc<PreparedStatements>,
 }
 
 type DoGetStream =
@@ -61,8 +76,12 @@ type DoGetStream =
 
 impl FlightSqlServer {
     /// Serve queries over `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, limits: QueryArgs) -> Self {
+        Self {
+            catalog,
+            limits,
+            prepared: Arc::new(PreparedStatements::default()),
+        }
     }
 
     /// The tonic service, ready to add to a server.
@@ -72,15 +91,78 @@ impl FlightSqlServer {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// Plan a statement on fresh snapshots, refusing anything but queries.
-    async fn plan(&self, sql: &str) -> Result<DataFrame, Error> {
-        let ctx = self.catalog.context().await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        Ok(ctx.sql_with_options(sql, options).await?)
+    /// Plan a statement on fresh snapshots, refusing anything but queries,
+    /// and bind `params` to its `$1, $2, ...` placeholders.
+    async fn plan(&self, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DataFrame, Error> {
+        let runtime = limits::runtime(&self.limits)?;
+        if !is_query(sql)? {
+            return Err(Error::ReadOnly);
+        }
+        let planning = async {
+            let ctx = self.catalog.context(runtime).await?;
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx.sql_with_options(sql, options).await?;
+            Ok::<_, Error>(match params {
+                Some(p) => df.with_param_values(p)?,
+                None => df,
+            })
+        };
+        match tokio::time::timeout(self.limits.query_timeout, planning).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Sql(
+                datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                    "query exceeded its timeout of {} while planning (--query-timeout)",
+                    humantime::format_duration(self.limits.query_timeout)
+                )),
+            )),
+        }
     }
+
+    /// Run a planned statement under the guardrails.
+    async fn execute(
+        &self,
+        df: DataFrame,
+        started: Instant,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batches = df.execute_stream().await.map_err(Error::from)?;
+        let remaining = self.limits.query_timeout.saturating_sub(started.elapsed());
+        Ok(encode_stream(limits::guard(
+            batches,
+            &self.limits,
+            remaining,
+        )))
+    }
+
+    fn prepared(&self, handle: &[u8]) -> Result<Prepared, Status> {
+        self.prepared.get(handle).ok_or_else(|| {
+            Status::not_found(
+                "unknown or closed prepared statement handle; prepare the statement again",
+            )
+        })
+    }
+}
+
+/// Whether every statement of `sql` only reads (checked before planning, so
+/// the refusal of anything else gets one clear message).
+fn is_query(sql: &str) -> datafusion::error::Result<bool> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    let statements = DFParser::parse_sql(sql)?;
+    Ok(statements.iter().all(|st| match st {
+        Statement::Statement(s) => matches!(
+            s.as_ref(),
+            S::Query(_)
+                | S::Explain { .. }
+                | S::ExplainTable { .. }
+                | S::ShowTables { .. }
+                | S::ShowColumns { .. }
+        ),
+        Statement::Explain(_) => true,
+        _ => false,
+    }))
 }
 
 fn flight_info(
@@ -90,11 +172,62 @@ fn flight_info(
 ) -> Result<Response<FlightInfo>, Status> {
     let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
     let info = FlightInfo::new()
-        .try_with_schema(schema)
+        .try_with_schema(&wire_schema(schema))
         .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
         .with_endpoint(endpoint)
         .with_descriptor(descriptor);
     Ok(Response::new(info))
+}
+
+/// The type a column has on the wire: view strings and binaries (how
+/// DataFusion reads Delta) become their plain forms, which every Flight SQL
+/// client reads.
+fn wire_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+/// A schema with [`wire_type`] columns.
+pub fn wire_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// A batch with [`wire_type`] columns.
+fn to_wire(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
+        return batch.with_schema(schema.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+fn ipc_schema(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Status> {
+    let schema = wire_schema(schema);
+    let message = IpcMessage::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
+        .map_err(|e| Status::internal(format!("encoding schema: {e}")))?;
+    Ok(message.0)
 }
 
 fn encode_batch(
@@ -109,11 +242,15 @@ fn encode_batch(
 }
 
 fn encode_stream(batches: SendableRecordBatchStream) -> Response<DoGetStream> {
-    let schema = batches.schema();
+    let schema: SchemaRef = Arc::new(wire_schema(&batches.schema()));
+    let wire = schema.clone();
+    let batches = batches
+        .map_err(|e| FlightError::ExternalError(Box::new(e)))
+        .and_then(move |b| futures::future::ready(to_wire(b, &wire).map_err(FlightError::from)));
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_max_flight_data_size(MAX_MESSAGE_BYTES / 16)
-        .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
+        .build(batches)
         .map_err(Status::from);
     Response::new(Box::pin(stream))
 }
@@ -144,7 +281,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let df = self.plan(&query.query).await?;
+        let df = self.plan(&query.query, None).await?;
         let schema = df.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
@@ -165,9 +302,111 @@ impl FlightSqlService for FlightSqlServer {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Error::BadRequest("statement handle is not UTF-8 SQL".into()))?;
         tracing::debug!(%sql, "executing");
-        let df = self.plan(&sql).await?;
-        let batches = df.execute_stream().await.map_err(Error::from)?;
-        Ok(encode_stream(batches))
+        let started = Instant::now();
+        let df = self.plan(&sql, None).await?;
+        self.execute(df, started).await
+    }
+
+    #[tracing::instrument(name = "query.prepare", skip_all, fields(sql = %query.query))]
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let df = self.plan(&query.query, None).await?;
+        let mut params: Vec<(usize, String, DataType)> = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(name, ty)| {
+                let n = name.trim_start_matches('$').parse().unwrap_or(usize::MAX);
+                (n, name, ty.unwrap_or(DataType::Null))
+            })
+            .collect();
+        params.sort();
+        let param_schema = Schema::new(
+            params
+                .into_iter()
+                .map(|(_, name, ty)| Field::new(name, ty, true))
+                .collect::<Vec<_>>(),
+        );
+        let handle = self.prepared.insert(query.query);
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle,
+            dataset_schema: ipc_schema(df.schema().as_arrow())?,
+            parameter_schema: ipc_schema(&param_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = query.prepared_statement_handle;
+        self.prepared(&handle)?;
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("reading parameter values: {e}")))?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows > 1 {
+            return Err(Status::invalid_argument(format!(
+                "{rows} parameter rows were bound; a query takes one row of parameters"
+            )));
+        }
+        let params = match batches.iter().find(|b| b.num_rows() == 1) {
+            Some(b) => b
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::from)?,
+            None => Vec::new(),
+        };
+        if !self.prepared.bind(&handle, params) {
+            return Err(Status::not_found(
+                "prepared statement was closed while binding",
+            ));
+        }
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let df = self.plan(&p.sql, p.params).await?;
+        let schema = df.schema().as_arrow().clone();
+        flight_info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    #[tracing::instrument(name = "query.do_get_prepared", skip_all)]
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let started = Instant::now();
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let df = self.plan(&p.sql, p.params).await?;
+        self.execute(df, started).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.prepared.remove(&query.prepared_statement_handle);
+        Ok(())
     }
 
     async fn do_get_fallback(
@@ -247,12 +486,21 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.catalog.context().await?;
+        let ctx = self
+            .catalog
+            .context(limits::runtime(&self.limits).map_err(Error::from)?)
+            .await?;
         let mut builder = query.into_builder();
         for name in Catalog::table_names() {
             let provider = ctx.table_provider(name).await.map_err(Error::from)?;
             builder
-                .append(CATALOG, SCHEMA, name, "TABLE", provider.schema().as_ref())
+                .append(
+                    CATALOG,
+                    SCHEMA,
+                    name,
+                    "TABLE",
+                    &wire_schema(&provider.schema()),
+                )
                 .map_err(Status::from)?;
         }
         let schema = builder.schema();
@@ -304,6 +552,22 @@ impl FlightSqlService for FlightSqlServer {
         let builder = query.into_builder(&SQL_INFO);
         let schema = builder.schema();
         Ok(encode_batch(schema, builder.build()))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _ticket: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(Error::ReadOnly.into())
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _query: CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(Error::ReadOnly.into())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -26,11 +26,11 @@ def clicklake_bin() -> str:
 
 
 class Server:
-    def __init__(self, store: pathlib.Path):
+    def __init__(self, store: pathlib.Path, *flags: str):
         self.proc = subprocess.Popen(
             [clicklake_bin(), "serve", "--store", str(store),
              "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-             "--flush-interval", "200ms", "--rollup-interval", "200ms"],
+             "--flush-interval", "200ms", "--rollup-interval", "200ms", *flags],
             stdout=subprocess.PIPE, stderr=open(store.parent / "serve.log", "w"), text=True,
         )
         line = self.proc.stdout.readline()
@@ -79,12 +79,29 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
+    """A server holding the first 3,000 rows of the real click log, rolled up."""
     store = tmp_path_factory.mktemp("clicklake") / "lake"
     s = Server(store)
     try:
+        summary = s.load(3000)
+        assert "3000 stored" in summary, summary
+        s.wait_rolled_up()
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def conn(server):
+    import adbc_driver_flightsql.dbapi as flightsql
+    with flightsql.connect(server.uri, autocommit=True) as conn:
+        yield conn
+
+
+def rows(conn, sql, parameters=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, parameters)
+        return cur.fetchall()
 
 
 def wait_for(conn, sql: str, expected, timeout: float = 120.0):

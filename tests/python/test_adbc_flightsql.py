@@ -9,24 +9,9 @@ import datetime
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
-from conftest import wait_for
+from conftest import rows, wait_for
 
 UTC = datetime.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def conn(server):
-    summary = server.load(3000)
-    assert "3000 stored" in summary, summary
-    server.wait_rolled_up()
-    with flightsql.connect(server.uri, autocommit=True) as conn:
-        yield conn
-
-
-def rows(conn, sql):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall()
 
 
 def test_clicks_per_day_from_the_day_rollup(conn):
@@ -103,6 +88,11 @@ def test_metadata_lists_the_tables_with_their_columns(conn):
     assert tables["ad_clicks_hour"][:4] == ["window_start", "ad_id", "clicks", "unique_users"]
     schema = conn.adbc_get_table_schema("ad_clicks_day")
     assert schema.field("clicks").type == "int64"
+    # Plain strings on the wire, which every Flight SQL client reads.
+    assert schema.field("ad_id").type == "string"
+    with conn.cursor() as cur:
+        cur.execute("SELECT ad_id, event_id FROM ad_clicks LIMIT 1")
+        assert [str(t) for t in cur.fetch_arrow_table().schema.types] == ["string", "string"]
     assert conn.adbc_get_table_types() == ["TABLE"]
 
 

@@ -1,0 +1,82 @@
+"""Prepared statements, empty results and guardrails through the Python ADBC
+Flight SQL driver. Expected counts were taken from the CSV with Python's csv
+module (first 3,000 rows): 3-280 has 254 clicks, 18-107 has 130."""
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pytest
+
+from conftest import Server, rows
+
+
+def test_prepared_statement_runs_twice_with_different_parameters(conn):
+    sql = "SELECT sum(clicks) FROM ad_clicks_day WHERE ad_id = $1"
+    with conn.cursor() as cur:
+        cur.execute(sql, parameters=("3-280",))
+        assert cur.fetchall() == [(254,)]
+        cur.execute(sql, parameters=("18-107",))
+        assert cur.fetchall() == [(130,)]
+
+
+def test_prepared_statement_reports_its_parameter_schema(conn):
+    with conn.cursor() as cur:
+        schema = cur.adbc_prepare("SELECT clicks FROM ad_clicks_hour WHERE ad_id = $1 AND clicks > $2")
+        assert schema.names == ["$1", "$2"]
+        assert [str(t) for t in schema.types] == ["string", "int64"]
+
+
+def test_prepared_statement_with_several_parameters(conn):
+    got = rows(conn, "SELECT count(*) FROM ad_click_stats('3-280', '2017-11-06', '2017-11-10', 'hour') "
+                     "WHERE clicks >= $1 AND clicks <= $2", parameters=(3, 6))
+    # 3-280's hourly click counts in the CSV slice: 19 of its 50 hours have 3 to 6.
+    assert got == [(19,)]
+
+
+def test_empty_result_keeps_its_schema(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT ad_id, clicks FROM ad_clicks_day WHERE ad_id = 'no-such-ad'")
+        assert cur.fetchall() == []
+        assert [d[0] for d in cur.description] == ["ad_id", "clicks"]
+
+
+def test_ddl_and_dml_are_refused_and_the_server_keeps_serving(conn):
+    with conn.cursor() as cur:
+        for sql in ["CREATE TABLE t AS SELECT 1", "DROP TABLE ad_clicks", "INSERT INTO ad_clicks_day SELECT * FROM ad_clicks_day"]:
+            with pytest.raises(flightsql.Error, match="read-only: only queries"):
+                cur.execute(sql)
+        cur.adbc_statement.set_sql_query("DELETE FROM ad_clicks")
+        with pytest.raises(flightsql.Error, match="read-only: only queries"):
+            cur.adbc_statement.execute_update()
+    assert rows(conn, "SELECT sum(clicks) FROM ad_clicks_month") == [(3000,)]
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """A server with tight guardrails over the first 3,000 rows."""
+    s = Server(tmp_path_factory.mktemp("limited") / "lake",
+               "--query-timeout", "2s", "--max-result-rows", "1000",
+               "--query-memory-limit", "65536")
+    try:
+        s.load(3000)
+        s.wait_rolled_up()
+        with flightsql.connect(s.uri, autocommit=True) as conn:
+            yield conn
+    finally:
+        s.stop()
+
+
+def test_result_over_the_row_cap_fails_clearly(limited):
+    with pytest.raises(flightsql.Error, match=r"more than 1000 rows \(--max-result-rows\)"):
+        rows(limited, "SELECT event_id FROM ad_clicks")
+    assert rows(limited, "SELECT count(*) FROM ad_clicks") == [(3000,)]
+
+
+def test_query_over_its_memory_limit_fails_clearly(limited):
+    with pytest.raises(flightsql.Error, match="Resources exhausted|memory"):
+        rows(limited, "SELECT count(*) FROM ad_clicks a JOIN ad_clicks b ON a.user_id = b.user_id")
+    assert rows(limited, "SELECT count(DISTINCT ad_id) FROM ad_clicks_month") == [(235,)]
+
+
+def test_query_over_its_timeout_fails_clearly(limited):
+    with pytest.raises(flightsql.Error, match=r"timeout of 2s"):
+        rows(limited, "SELECT sum(value) FROM generate_series(1, 100000000000)")
+    assert rows(limited, "SELECT sum(clicks) FROM ad_clicks_day") == [(3000,)]
