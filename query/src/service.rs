@@ -245,7 +245,7 @@ fn encode_stream(batches: SendableRecordBatchStream) -> Response<DoGetStream> {
     let schema: SchemaRef = Arc::new(wire_schema(&batches.schema()));
     let wire = schema.clone();
     let batches = batches
-        .map_err(|e| FlightError::ExternalError(Box::new(e)))
+        .map_err(|e| FlightError::Tonic(Box::new(Error::Sql(e).into())))
         .and_then(move |b| futures::future::ready(to_wire(b, &wire).map_err(FlightError::from)));
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
