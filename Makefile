@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python python-env fmt lint clean-data
+.PHONY: help build demo test test-rust test-python test-kills python-env fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ $(VENV)/.installed: tests/python/requirements.txt
 
 test-python: build python-env ## End-to-end tests through the Python ADBC Flight SQL driver
 	CLICKLAKE_BIN=$(BIN) $(PY) -m pytest -v tests/python
+
+KILLS ?= 100
+test-kills: build python-env ## The SIGKILL drill in its long mode (KILLS=100 by default; `make test` runs 5)
+	CLICKLAKE_BIN=$(BIN) CLICKLAKE_KILLS=$(KILLS) $(PY) -m pytest -v tests/python/test_durability.py -k sigkill
 
 fmt: ## Format the code
 	cargo fmt --all

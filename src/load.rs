@@ -186,8 +186,9 @@ async fn send_with_retry(
         match client.track_ad_clicks(request).await {
             Ok(r) => return Ok(r.into_inner()),
             // The events carry their ids, so a retry can never count twice.
-            // Cancelled: the server shut down mid-request (the batch may or
-            // may not be stored; sending it again is safe).
+            // Cancelled / Unknown (a transport error): the server went away
+            // mid-request. The batch may or may not be stored; its event ids
+            // make sending it again safe.
             Err(s)
                 if attempt < 8
                     && matches!(
@@ -195,6 +196,7 @@ async fn send_with_retry(
                         Code::Unavailable
                             | Code::ResourceExhausted
                             | Code::Cancelled
+                            | Code::Unknown
                             | Code::DeadlineExceeded
                     ) =>
             {

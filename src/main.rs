@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// All-in-one server: ingest, compactor loop, Flight SQL and HTTP.
     Serve(serve::ServeArgs),
+    /// An ingest node only (gRPC and HTTP ingest); several may share a store.
+    Ingest(serve::IngestRoleArgs),
+    /// The compactor loop only (one per store).
+    Compactor(serve::CompactorRoleArgs),
+    /// A Flight SQL query node only; several may share a store.
+    Query(serve::QueryRoleArgs),
     /// Replay a file of clicks through the gRPC ingest API.
     Load(load::LoadArgs),
     /// Run SQL over Flight SQL and print a table (a prompt without a query).
@@ -61,7 +67,10 @@ fn run() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(args.into()).await,
+            Command::Ingest(args) => serve::run(args.into()).await,
+            Command::Compactor(args) => serve::run(args.into()).await,
+            Command::Query(args) => serve::run(args.into()).await,
             Command::Load(args) => load::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Backfill(args) => jobs::backfill(args).await,

@@ -1,4 +1,6 @@
-//! `clicklake serve`: every role in one process on one store.
+//! `clicklake serve` (every role in one process) and the single roles
+//! `clicklake ingest`, `compactor` and `query`, for deployments with several
+//! nodes on one store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,11 +42,140 @@ pub struct ServeArgs {
     pub query: QueryArgs,
 }
 
-/// A running all-in-one server.
+/// `clicklake ingest`: an ingest node. Any number of them may append to one store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestRoleArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// gRPC listener: the ingest service.
+    #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// HTTP listener: JSON ingest, /health and /metrics.
+    #[arg(long, env = "CLICKLAKE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+/// `clicklake compactor`: the rollup loop. Run one per store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactorRoleArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// HTTP listener: /health and /metrics.
+    #[arg(long, env = "CLICKLAKE_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub compactor: CompactorArgs,
+}
+
+/// `clicklake query`: a Flight SQL node. Any number of them may read one store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryRoleArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// gRPC listener: Flight SQL.
+    #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50052")]
+    pub grpc_addr: SocketAddr,
+
+    /// HTTP listener: /health and /metrics.
+    #[arg(long, env = "CLICKLAKE_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// The roles one process runs, with their settings.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    pub store: StoreArgs,
+    /// The gRPC listener; `None` when no role serves gRPC.
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: SocketAddr,
+    pub ingest: Option<IngestArgs>,
+    pub compactor: Option<CompactorArgs>,
+    pub query: Option<QueryArgs>,
+}
+
+impl From<ServeArgs> for Roles {
+    fn from(a: ServeArgs) -> Self {
+        Self {
+            store: a.store,
+            grpc_addr: Some(a.grpc_addr),
+            http_addr: a.http_addr,
+            ingest: Some(a.ingest),
+            compactor: Some(a.compactor),
+            query: Some(a.query),
+        }
+    }
+}
+
+impl From<IngestRoleArgs> for Roles {
+    fn from(a: IngestRoleArgs) -> Self {
+        Self {
+            store: a.store,
+            grpc_addr: Some(a.grpc_addr),
+            http_addr: a.http_addr,
+            ingest: Some(a.ingest),
+            compactor: None,
+            query: None,
+        }
+    }
+}
+
+impl From<CompactorRoleArgs> for Roles {
+    fn from(a: CompactorRoleArgs) -> Self {
+        Self {
+            store: a.store,
+            grpc_addr: None,
+            http_addr: a.http_addr,
+            ingest: None,
+            compactor: Some(a.compactor),
+            query: None,
+        }
+    }
+}
+
+impl From<QueryRoleArgs> for Roles {
+    fn from(a: QueryRoleArgs) -> Self {
+        Self {
+            store: a.store,
+            grpc_addr: Some(a.grpc_addr),
+            http_addr: a.http_addr,
+            ingest: None,
+            compactor: None,
+            query: Some(a.query),
+        }
+    }
+}
+
+impl Roles {
+    fn names(&self) -> String {
+        [
+            ("ingest", self.ingest.is_some()),
+            ("compactor", self.compactor.is_some()),
+            ("query", self.query.is_some()),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
+
+/// A running clicklake process.
 #[derive(Debug)]
 pub struct Server {
-    /// Bound gRPC address (ingest and Flight SQL).
-    pub grpc_addr: SocketAddr,
+    /// Bound gRPC address (ingest and/or Flight SQL), if any role serves gRPC.
+    pub grpc_addr: Option<SocketAddr>,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
     shutdown: CancellationToken,
@@ -63,65 +194,102 @@ impl Server {
     }
 }
 
-/// `clicklake serve`: start, announce the addresses, run until a signal.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Start the roles, announce the addresses, run until a signal.
+pub async fn run(roles: Roles) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let server = start(args, shutdown).await?;
+    let names = roles.names();
+    let server = start(roles, shutdown).await?;
     // One line on stdout that scripts and tests read the bound addresses from.
     println!(
-        "clicklake serving grpc={} http={}",
-        server.grpc_addr, server.http_addr
+        "clicklake serving grpc={} http={} roles={names}",
+        server
+            .grpc_addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string()),
+        server.http_addr
     );
     server.wait().await
 }
 
-/// Open the store, bind the listeners and start every role; returns once
+/// Open the store, bind the listeners and start the roles; returns once
 /// they accept connections.
-pub async fn start(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<Server> {
-    let storage = StorageConfig::from_args(&args.store)?;
+pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyhow::Result<Server> {
+    let roles: Roles = roles.into();
+    let storage = StorageConfig::from_args(&roles.store)?;
 
-    let ingest =
-        clicklake_ingest::start(&storage, args.ingest.writer_config(), shutdown.clone()).await?;
-    let catalog = Arc::new(Catalog::open(&storage).await?);
-    let compactor = tokio::spawn(clicklake_compactor::run(
-        storage.clone(),
-        args.compactor.clone(),
-        shutdown.clone(),
-    ));
+    let ingest = match &roles.ingest {
+        Some(args) => {
+            Some(clicklake_ingest::start(&storage, args.writer_config(), shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let flight = match &roles.query {
+        Some(args) => {
+            let catalog = Arc::new(Catalog::open(&storage).await?);
+            Some(FlightSqlServer::new(catalog, args.clone()).service())
+        }
+        None => None,
+    };
+    let compactor = roles.compactor.clone().map(|args| {
+        tokio::spawn(clicklake_compactor::run(
+            storage.clone(),
+            args,
+            shutdown.clone(),
+        ))
+    });
 
-    let grpc_listener = TcpListener::bind(args.grpc_addr)
+    let (grpc, grpc_addr) = match roles.grpc_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the gRPC listener on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let server = tonic::transport::Server::builder()
+                .add_optional_service(ingest.clone().map(IngestGrpc::service))
+                .add_optional_service(flight)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown.clone().cancelled_owned(),
+                );
+            (Some(server), Some(bound))
+        }
+        None => (None, None),
+    };
+    let http_listener = TcpListener::bind(roles.http_addr)
         .await
-        .with_context(|| format!("binding the gRPC listener on {}", args.grpc_addr))?;
-    let http_listener = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {}", args.http_addr))?;
-    let grpc_addr = grpc_listener.local_addr()?;
+        .with_context(|| format!("binding the HTTP listener on {}", roles.http_addr))?;
     let http_addr = http_listener.local_addr()?;
-
-    let grpc = tonic::transport::Server::builder()
-        .add_service(IngestGrpc::service(ingest.clone()))
-        .add_service(FlightSqlServer::new(catalog, args.query.clone()).service())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let http_app = Router::new()
+    let mut http_app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .merge(clicklake_ingest::http::router(ingest.clone()));
+        .route("/metrics", get(metrics));
+    if let Some(ingest) = &ingest {
+        http_app = http_app.merge(clicklake_ingest::http::router(ingest.clone()));
+    }
     let http = axum::serve(http_listener, http_app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
-    info!(%grpc_addr, %http_addr, store = %storage.root(), "clicklake serving");
+    info!(grpc_addr = ?grpc_addr, %http_addr, store = %storage.root(), roles = roles.names(), "clicklake serving");
 
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
+        let grpc = async {
+            match grpc {
+                Some(server) => server.await.context("gRPC server"),
+                None => {
+                    token.cancelled().await;
+                    Ok(())
+                }
+            }
+        };
         let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
         token.cancel();
-        ingest.stopped().await;
-        compactor.await.context("compactor task")??;
-        grpc_result.context("gRPC server")?;
+        if let Some(ingest) = ingest {
+            ingest.stopped().await;
+        }
+        if let Some(compactor) = compactor {
+            compactor.await.context("compactor task")??;
+        }
+        grpc_result?;
         http_result.context("HTTP server")?;
         info!("clicklake stopped");
         Ok(())

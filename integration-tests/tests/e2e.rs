@@ -67,7 +67,10 @@ impl Fixture {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://{}", self.server.grpc_addr)
+        format!(
+            "http://{}",
+            self.server.grpc_addr.expect("serve has a gRPC listener")
+        )
     }
 
     async fn load(&self, rows: usize) -> clicklake::load::LoadSummary {

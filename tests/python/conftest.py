@@ -18,20 +18,32 @@ DATA = ROOT / "data" / "talkingdata_train_sample.csv"
 def clicklake_bin() -> str:
     path = os.environ.get("CLICKLAKE_BIN")
     if not path:
-        target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/clicklake-target")
         path = os.path.join(target, "debug", "clicklake")
     if not os.path.exists(path):
         raise RuntimeError(f"clicklake binary not found at {path}; run `make build` or set CLICKLAKE_BIN")
     return path
 
 
+def metrics(http_addr: str) -> dict:
+    """A process's Prometheus metrics, name (with labels) -> value."""
+    with urllib.request.urlopen(f"http://{http_addr}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 class Server:
-    def __init__(self, store: pathlib.Path, *flags: str):
+    def __init__(self, store: pathlib.Path, *flags: str, grpc: str = "127.0.0.1:0", http: str = "127.0.0.1:0"):
         self.proc = subprocess.Popen(
             [clicklake_bin(), "serve", "--store", str(store),
-             "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+             "--grpc-addr", grpc, "--http-addr", http,
              "--flush-interval", "200ms", "--rollup-interval", "200ms", *flags],
-            stdout=subprocess.PIPE, stderr=open(store.parent / "serve.log", "w"), text=True,
+            stdout=subprocess.PIPE, stderr=open(store.parent / "serve.log", "a"), text=True,
         )
         line = self.proc.stdout.readline()
         m = re.search(r"grpc=(\S+) http=(\S+)", line)
@@ -51,15 +63,7 @@ class Server:
         return out.stdout
 
     def metrics(self) -> dict:
-        """The server's Prometheus metrics, name (with labels) -> value."""
-        with urllib.request.urlopen(f"http://{self.http}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
+        return metrics(self.http)
 
     def wait_rolled_up(self, timeout: float = 120.0):
         """Wait until the compactor has rolled up the newest raw commit."""
