@@ -3,6 +3,7 @@
 //! loader (`load`), the SQL client (`sql`) and the compactor jobs run from
 //! the command line (`jobs`: backfill, reconcile).
 
+pub mod auth;
 pub mod jobs;
 pub mod load;
 pub mod serve;

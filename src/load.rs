@@ -53,6 +53,15 @@ pub struct LoadArgs {
     /// Load only the first N data rows.
     #[arg(long)]
     pub limit: Option<usize>,
+
+    /// Bearer token, when the server requires authentication.
+    #[arg(long, env = "CLICKLAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// How long to keep sending a batch the server did not confirm (it is
+    /// restarting, overloaded or unreachable) before giving up.
+    #[arg(long, env = "CLICKLAKE_LOAD_RETRY_FOR", default_value = "2min", value_parser = humantime::parse_duration)]
+    pub retry_for: Duration,
 }
 
 /// What a load did.
@@ -122,6 +131,14 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadSummary> {
         .connect()
         .await
         .with_context(|| format!("connecting to clicklake at {}", args.endpoint))?;
+    let auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match &args.token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("--token is not a valid header value")?,
+        ),
+        None => None,
+    };
     let client = IngestServiceClient::new(channel)
         .max_encoding_message_size(64 * 1024 * 1024)
         .max_decoding_message_size(64 * 1024 * 1024);
@@ -146,8 +163,10 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadSummary> {
     let mut sends = tokio_stream::wrappers::ReceiverStream::new(rx)
         .map(|batch| {
             let client = client.clone();
+            let auth = auth.clone();
+            let retry_for = args.retry_for;
             async move {
-                send_with_retry(client, batch.events)
+                send_with_retry(client, batch.events, auth, retry_for)
                     .await
                     .map(|r| (batch.lines, batch.bytes, r))
             }
@@ -177,12 +196,20 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadSummary> {
 async fn send_with_retry(
     mut client: IngestServiceClient<Channel>,
     events: Vec<ClickEvent>,
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    retry_for: Duration,
 ) -> anyhow::Result<clicklake_proto::ingest::TrackAdClicksResponse> {
-    let mut delay = Duration::from_millis(200);
+    let mut delay = Duration::from_millis(100);
+    let give_up = Instant::now() + retry_for;
     for attempt in 1.. {
-        let request = TrackAdClicksRequest {
+        let mut request = tonic::Request::new(TrackAdClicksRequest {
             events: events.clone(),
-        };
+        });
+        if let Some(value) = &auth {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
         match client.track_ad_clicks(request).await {
             Ok(r) => return Ok(r.into_inner()),
             // The events carry their ids, so a retry can never count twice.
@@ -190,7 +217,7 @@ async fn send_with_retry(
             // mid-request. The batch may or may not be stored; its event ids
             // make sending it again safe.
             Err(s)
-                if attempt < 8
+                if Instant::now() < give_up
                     && matches!(
                         s.code(),
                         Code::Unavailable
@@ -202,7 +229,7 @@ async fn send_with_retry(
             {
                 tracing::warn!(attempt, status = %s.message(), "batch not confirmed; sending it again");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(s) => bail!(
                 "a batch was not confirmed as stored: {} ({:?}); loading the file again is safe",

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clicklake_common::StorageConfig;
+use clicklake_common::auth::{Auth, AuthArgs};
 use clicklake_common::storage::StoreArgs;
 use clicklake_compactor::CompactorArgs;
 use clicklake_ingest::IngestArgs;
@@ -19,10 +20,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::auth::AuthLayer;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// gRPC listener: the ingest service and Flight SQL.
     #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -47,6 +53,9 @@ pub struct ServeArgs {
 pub struct IngestRoleArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// gRPC listener: the ingest service.
     #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -80,6 +89,9 @@ pub struct QueryRoleArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
     /// gRPC listener: Flight SQL.
     #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50052")]
     pub grpc_addr: SocketAddr,
@@ -96,6 +108,7 @@ pub struct QueryRoleArgs {
 #[derive(Debug, Clone)]
 pub struct Roles {
     pub store: StoreArgs,
+    pub auth: AuthArgs,
     /// The gRPC listener; `None` when no role serves gRPC.
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
@@ -108,6 +121,7 @@ impl From<ServeArgs> for Roles {
     fn from(a: ServeArgs) -> Self {
         Self {
             store: a.store,
+            auth: a.auth,
             grpc_addr: Some(a.grpc_addr),
             http_addr: a.http_addr,
             ingest: Some(a.ingest),
@@ -121,6 +135,7 @@ impl From<IngestRoleArgs> for Roles {
     fn from(a: IngestRoleArgs) -> Self {
         Self {
             store: a.store,
+            auth: a.auth,
             grpc_addr: Some(a.grpc_addr),
             http_addr: a.http_addr,
             ingest: Some(a.ingest),
@@ -134,6 +149,7 @@ impl From<CompactorRoleArgs> for Roles {
     fn from(a: CompactorRoleArgs) -> Self {
         Self {
             store: a.store,
+            auth: AuthArgs::default(),
             grpc_addr: None,
             http_addr: a.http_addr,
             ingest: None,
@@ -147,6 +163,7 @@ impl From<QueryRoleArgs> for Roles {
     fn from(a: QueryRoleArgs) -> Self {
         Self {
             store: a.store,
+            auth: a.auth,
             grpc_addr: Some(a.grpc_addr),
             http_addr: a.http_addr,
             ingest: None,
@@ -216,6 +233,13 @@ pub async fn run(roles: Roles) -> anyhow::Result<()> {
 pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyhow::Result<Server> {
     let roles: Roles = roles.into();
     let storage = StorageConfig::from_args(&roles.store)?;
+    let auth = Arc::new(Auth::from_args(&roles.auth)?);
+    // Listeners that serve data must be authenticated off loopback (the
+    // compactor's HTTP listener only has /health and /metrics).
+    let http_serves_data = roles.ingest.is_some().then_some(&roles.http_addr);
+    for addr in roles.grpc_addr.iter().chain(http_serves_data) {
+        auth.check_listener(*addr)?;
+    }
 
     let ingest = match &roles.ingest {
         Some(args) => {
@@ -226,7 +250,11 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
     let flight = match &roles.query {
         Some(args) => {
             let catalog = Arc::new(Catalog::open(&storage).await?);
-            Some(FlightSqlServer::new(catalog, args.clone()).service())
+            Some(
+                FlightSqlServer::new(catalog, args.clone())
+                    .with_auth(auth.clone())
+                    .service(),
+            )
         }
         None => None,
     };
@@ -245,6 +273,7 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
                 .with_context(|| format!("binding the gRPC listener on {addr}"))?;
             let bound = listener.local_addr()?;
             let server = tonic::transport::Server::builder()
+                .layer(AuthLayer(auth.clone()))
                 .add_optional_service(ingest.clone().map(IngestGrpc::service))
                 .add_optional_service(flight)
                 .serve_with_incoming_shutdown(
@@ -263,7 +292,10 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics));
     if let Some(ingest) = &ingest {
-        http_app = http_app.merge(clicklake_ingest::http::router(ingest.clone()));
+        let ingest_routes = clicklake_ingest::http::router(ingest.clone()).layer(
+            axum::middleware::from_fn_with_state(auth.clone(), crate::auth::require_bearer),
+        );
+        http_app = http_app.merge(ingest_routes);
     }
     let http = axum::serve(http_listener, http_app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -18,10 +18,38 @@ pub struct SqlArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub endpoint: String,
+
+    /// Bearer token, when the server requires authentication.
+    #[arg(long, env = "CLICKLAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// User name to log in with (the password comes from CLICKLAKE_PASSWORD).
+    #[arg(long, env = "CLICKLAKE_USER")]
+    pub user: Option<String>,
+
+    /// Password for --user.
+    #[arg(
+        long,
+        env = "CLICKLAKE_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    pub password: Option<String>,
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let mut client = SqlClient::connect(&args.endpoint).await?;
+    if let Some(token) = &args.token {
+        client.inner().set_token(token.clone());
+    }
+    if let Some(user) = &args.user {
+        let password = args.password.as_deref().unwrap_or_default();
+        client
+            .inner()
+            .handshake(user, password)
+            .await
+            .map_err(|e| anyhow::anyhow!("logging in as {user}: {e}"))?;
+    }
     if let Some(q) = args.query {
         return print_query(&mut client, &q).await;
     }

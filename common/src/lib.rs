@@ -5,6 +5,7 @@
 //! It owns no service and runs no task; `ingest`, `compactor` and `query`
 //! depend on it and never on each other.
 
+pub mod auth;
 pub mod error;
 pub mod schema;
 pub mod storage;

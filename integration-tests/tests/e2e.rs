@@ -43,6 +43,7 @@ impl Fixture {
             store: StoreArgs {
                 store: store_path.clone(),
             },
+            auth: Default::default(),
             grpc_addr: "127.0.0.1:0".parse().expect("addr"),
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             ingest: IngestArgs {
@@ -81,6 +82,8 @@ impl Fixture {
             batch_size: 700,
             concurrency: 3,
             limit: Some(rows),
+            token: None,
+            retry_for: Duration::from_secs(60),
         })
         .await
         .expect("load succeeds")

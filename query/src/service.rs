@@ -37,6 +37,8 @@ use prost::Message;
 use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
+use clicklake_common::auth::Auth;
+
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
 use crate::error::Error;
 use crate::limits::{self, QueryArgs};
@@ -69,6 +71,7 @@ pub struct FlightSqlServer {
     catalog: Arc<Catalog>,
     limits: QueryArgs,
     prepared: Arc<PreparedStatements>,
+    auth: Arc<Auth>,
 }
 
 type DoGetStream =
@@ -81,7 +84,15 @@ impl FlightSqlServer {
             catalog,
             limits,
             prepared: Arc::new(PreparedStatements::default()),
+            auth: Arc::new(Auth::default()),
         }
+    }
+
+    /// Log users in with `auth` (the calls themselves are checked by the
+    /// listener's auth layer).
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The tonic service, ready to add to a server.
@@ -259,11 +270,12 @@ fn encode_stream(batches: SendableRecordBatchStream) -> Response<DoGetStream> {
 impl FlightSqlService for FlightSqlServer {
     type FlightService = FlightSqlServer;
 
-    /// Open access on the default loopback listener: any handshake succeeds
-    /// and carries no token.
+    /// Log in: Basic credentials in the `authorization` header give a bearer
+    /// token in the reply's `authorization` header. With authentication off
+    /// any handshake succeeds and carries no token.
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
@@ -272,7 +284,24 @@ impl FlightSqlService for FlightSqlServer {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(stream::iter([Ok(reply)]))))
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(stream::iter([Ok(reply)])));
+        if self.auth.enabled() {
+            let header = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let token = self
+                .auth
+                .login(header)
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
     }
 
     #[tracing::instrument(name = "query.flight_info", skip_all, fields(sql = %query.query))]
