@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python test-kills python-env fmt lint clean-data
+.PHONY: help build demo test test-rust test-python test-s3 test-kills python-env fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ build: ## Build the clicklake binary and the tests (debug)
 demo: build ## Serve on ./clicklake-data, load the real click log, roll up, print the report
 	CLICKLAKE_BIN=$(BIN) scripts/demo.sh
 
-test: test-rust test-python ## Every test: unit, sqllogictest, end-to-end (Rust and Python ADBC clients)
+test: test-rust test-python test-s3 ## Every test: unit, sqllogictest, end-to-end on local files and on S3
 
 test-rust: ## Rust unit, sqllogictest and end-to-end tests
 	cargo test --workspace
@@ -39,6 +39,9 @@ test-python: build python-env ## End-to-end tests through the Python ADBC Flight
 KILLS ?= 100
 test-kills: build python-env ## The SIGKILL drill in its long mode (KILLS=100 by default; `make test` runs 5)
 	CLICKLAKE_BIN=$(BIN) CLICKLAKE_KILLS=$(KILLS) $(PY) -m pytest -v tests/python/test_durability.py -k sigkill
+
+test-s3: build python-env ## The end-to-end suite on a real S3 server (Ceph RGW on loopback, installed if missing)
+	CLICKLAKE_BIN=$(BIN) PY=$(PY) scripts/test-s3.sh
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -20,7 +20,7 @@ use clicklake_common::Level;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::rollup::{DAY_MICROS, Rollups, level_ranges, rewrite_level};
+use crate::rollup::{DAY_MICROS, Rollups, level_ranges, load_candidates, rewrite_level};
 
 /// Commit attempts per level.
 const ATTEMPTS: u32 = 3;
@@ -84,6 +84,7 @@ impl Backfill {
         let raw_version = rollups.refresh().await?;
         let ctx = rollups.raw_context(raw_version).await?;
         let dates = self.dates();
+        load_candidates(&ctx, Some(&level_ranges(Level::Month, &dates))).await?;
         let mut metrics = BackfillMetrics {
             raw_version,
             rows: Vec::new(),

@@ -20,7 +20,7 @@ use tracing::info;
 use crate::backfill::Backfill;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::rollup::{Rollups, level_ranges, range_filter, recount};
+use crate::rollup::{Rollups, level_ranges, load_candidates, range_filter, recount};
 
 /// One (level, window, ad) whose rollup differs from the recount. `None`
 /// means the row is missing on that side.
@@ -77,6 +77,7 @@ impl Reconcile {
         let raw_version = rollups.refresh().await?;
         let ctx = rollups.raw_context(raw_version).await?;
         let dates = self.range.dates();
+        load_candidates(&ctx, Some(&level_ranges(Level::Month, &dates))).await?;
         let mut report = ReconcileReport {
             raw_version,
             ..Default::default()

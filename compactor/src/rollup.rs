@@ -28,6 +28,7 @@ use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, UTC, raw_schema,
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
 use clicklake_sql::{ROLLUP_SOURCE, rollup_sql};
 use datafusion::common::{JoinType, ScalarValue};
+use datafusion::datasource::MemTable;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
@@ -167,6 +168,8 @@ impl Rollups {
             return Ok(m);
         }
         let ctx = self.raw_context(current).await?;
+        let month_ranges = dates.as_ref().map(|d| level_ranges(Level::Month, d));
+        load_candidates(&ctx, month_ranges.as_deref()).await?;
         for (i, (level, table)) in self.levels.iter_mut().enumerate() {
             let ranges = dates.as_ref().map(|d| level_ranges(*level, d));
             m.rows[i] =
@@ -254,8 +257,52 @@ impl Rollups {
     }
 }
 
-/// Run the rollup query of `level` over the raw events of `ranges` (all of
-/// them when `None`), giving batches in the table's exact schema.
+/// Name of the in-memory table of candidate rows that one run, backfill or
+/// reconcile recounts every level from.
+const CANDIDATES: &str = "rollup_candidates";
+
+/// Read, once for all levels, every stored copy of the event ids that have a
+/// copy in `ranges` (the whole table when `None`), wherever in the table the
+/// copies are: the first copy decides where an event counts. Pass the
+/// coarsest (month) ranges: they hold every finer level's windows.
+pub(crate) async fn load_candidates(
+    ctx: &SessionContext,
+    ranges: Option<&[(i64, i64)]>,
+) -> Result<()> {
+    let query_err = |source| Error::Query {
+        table: RAW_TABLE.to_string(),
+        source,
+    };
+    let raw = ctx.table(RAW_TABLE).await.map_err(query_err)?;
+    let rows = match ranges {
+        None => raw,
+        Some(ranges) => {
+            let ids = ctx
+                .table(RAW_TABLE)
+                .await
+                .map_err(query_err)?
+                .filter(range_filter(ranges, "event_time", Some(RAW_PARTITION)))
+                .map_err(query_err)?
+                .select(vec![col("event_id").alias("wanted_id")])
+                .map_err(query_err)?
+                .distinct()
+                .map_err(query_err)?;
+            raw.join(ids, JoinType::LeftSemi, &["event_id"], &["wanted_id"], None)
+                .map_err(query_err)?
+        }
+    };
+    let schema = Arc::new(rows.schema().as_arrow().clone());
+    let batches = rows.collect().await.map_err(query_err)?;
+    let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
+    ctx.deregister_table(CANDIDATES).map_err(query_err)?;
+    ctx.register_table(CANDIDATES, Arc::new(table))
+        .map_err(query_err)?;
+    Ok(())
+}
+
+/// Run the rollup query of `level` over the candidates (see
+/// [`load_candidates`]), counting the events whose first copy lies in
+/// `ranges` (all when `None`); batches come in the table's exact schema.
 pub(crate) async fn recount(
     ctx: &SessionContext,
     level: Level,
@@ -265,28 +312,15 @@ pub(crate) async fn recount(
         table: level.table().to_string(),
         source,
     };
-    let raw = ctx.table(RAW_TABLE).await.map_err(query_err)?;
-    let source = match ranges {
-        None => raw.with_column("in_range", lit(true)),
-        Some(ranges) => {
-            // Every copy, anywhere in the table, of the event ids that have a
-            // copy in the range: the first copy decides where an event counts.
-            let in_range = range_filter(ranges, "event_time", Some(RAW_PARTITION));
-            let ids = ctx
-                .table(RAW_TABLE)
-                .await
-                .map_err(query_err)?
-                .filter(in_range.clone())
-                .map_err(query_err)?
-                .select(vec![col("event_id").alias("wanted_id")])
-                .map_err(query_err)?
-                .distinct()
-                .map_err(query_err)?;
-            raw.join(ids, JoinType::LeftSemi, &["event_id"], &["wanted_id"], None)
-                .and_then(|df| df.with_column("in_range", in_range))
-        }
-    }
-    .map_err(query_err)?;
+    let in_range = ranges.map_or_else(
+        || lit(true),
+        |r| range_filter(r, "event_time", Some(RAW_PARTITION)),
+    );
+    let source = ctx
+        .table(CANDIDATES)
+        .await
+        .and_then(|df| df.with_column("in_range", in_range))
+        .map_err(query_err)?;
     ctx.deregister_table(ROLLUP_SOURCE).map_err(query_err)?;
     ctx.register_table(ROLLUP_SOURCE, source.into_view())
         .map_err(query_err)?;

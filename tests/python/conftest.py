@@ -2,6 +2,7 @@
 OS, over a temporary local store, fed a slice of the real TalkingData log by
 `clicklake load`."""
 
+import hashlib
 import os
 import pathlib
 import re
@@ -25,6 +26,15 @@ def clicklake_bin() -> str:
     return path
 
 
+def store_location(store: pathlib.Path) -> str:
+    """Where a test store lives: the local path, or, when the suite runs on
+    S3 (CLICKLAKE_TEST_S3=s3://bucket), a prefix of that bucket named after it."""
+    s3 = os.environ.get("CLICKLAKE_TEST_S3")
+    if not s3:
+        return str(store)
+    return f"{s3.rstrip('/')}/{hashlib.sha1(str(store).encode()).hexdigest()[:16]}"
+
+
 def metrics(http_addr: str) -> dict:
     """A process's Prometheus metrics, name (with labels) -> value."""
     with urllib.request.urlopen(f"http://{http_addr}/metrics", timeout=10) as r:
@@ -39,8 +49,9 @@ def metrics(http_addr: str) -> dict:
 
 class Server:
     def __init__(self, store: pathlib.Path, *flags: str, grpc: str = "127.0.0.1:0", http: str = "127.0.0.1:0"):
+        store.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [clicklake_bin(), "serve", "--store", str(store),
+            [clicklake_bin(), "serve", "--store", store_location(store),
              "--grpc-addr", grpc, "--http-addr", http,
              "--flush-interval", "200ms", "--rollup-interval", "200ms", *flags],
             stdout=subprocess.PIPE, stderr=open(store.parent / "serve.log", "a"), text=True,
@@ -65,7 +76,7 @@ class Server:
     def metrics(self) -> dict:
         return metrics(self.http)
 
-    def wait_rolled_up(self, timeout: float = 120.0):
+    def wait_rolled_up(self, timeout: float = 300.0):
         """Wait until the compactor has rolled up the newest raw commit."""
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -24,7 +24,7 @@ import urllib.request
 
 import adbc_driver_flightsql.dbapi as flightsql
 
-from conftest import DATA, Server, clicklake_bin, metrics, rows
+from conftest import DATA, Server, clicklake_bin, metrics, rows, store_location
 
 KILLS = int(os.environ.get("CLICKLAKE_KILLS", "5"))
 
@@ -118,7 +118,8 @@ def td_event_id(line_no: int, fields: list) -> str:
 
 
 def start_role(store, role, *flags):
-    proc = subprocess.Popen([clicklake_bin(), role, "--store", str(store), *flags],
+    store.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([clicklake_bin(), role, "--store", store_location(store), *flags],
                             stdout=subprocess.PIPE, stderr=open(store.parent / f"{role}-{os.getpid()}-{time.time()}.log", "w"),
                             text=True)
     line = proc.stdout.readline()
@@ -164,7 +165,7 @@ def test_two_ingest_nodes_and_resends_on_every_path_count_once(tmp_path):
             assert rows(conn, "SELECT count(DISTINCT event_id) FROM ad_clicks") == [(5000,)]
             # Wait until the compactor has rolled up the newest commit of either node.
             raw = max(metrics(h)["clicklake_ingest_table_version"] for h in (a_http, b_http))
-            deadline = time.time() + 120
+            deadline = time.time() + 300
             while metrics(c_http).get("clicklake_compactor_rolled_up_version", -1) < raw:
                 assert time.time() < deadline, "the compactor did not catch up"
                 time.sleep(0.2)
