@@ -88,8 +88,9 @@ class Server:
         raise AssertionError(f"rollups did not catch up: {self.metrics()}")
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

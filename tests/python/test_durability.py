@@ -84,22 +84,23 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path):
     t.start()
     loader = start_load(grpc, "--batch-size", "2000", "--concurrency", "2")
     rng = random.Random(7)
-    for _ in range(KILLS):
-        time.sleep(rng.uniform(0.2, 1.5))
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait(timeout=30)
-        server = Server(store, grpc=grpc, http=http)
-    out, err = loader.communicate(timeout=600)
-    stop.set()
-    t.join(timeout=60)
-    assert loader.returncode == 0, f"loader failed after {KILLS} kills:\n{out}\n{err[-2000:]}"
-    assert "100000 stored" in out, out
     try:
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(0.2, 1.5))
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(timeout=30)
+            server = Server(store, grpc=grpc, http=http)
+        out, err = loader.communicate(timeout=600)
+        stop.set()
+        t.join(timeout=60)
+        assert loader.returncode == 0, f"loader failed after {KILLS} kills:\n{out}\n{err[-2000:]}"
+        assert "100000 stored" in out, out
         server.wait_rolled_up()
         with flightsql.connect(server.uri, autocommit=True) as conn:
             stored = {r[0] for r in rows(conn, "SELECT DISTINCT event_id FROM ad_clicks WHERE event_id LIKE 'k-%'")}
             missing = set(acked) - stored
             assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+            assert len(acked) > 0, "no HTTP click was acknowledged during the drill"
             assert rows(conn, "SELECT count(DISTINCT event_id) FROM ad_clicks WHERE event_id LIKE 'td-%'") == [(100000,)]
             # Every level counts each stored event id once.
             distinct = len(stored) + 100000
@@ -108,6 +109,9 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path):
             assert rows(conn, "SELECT CAST(window_start AS DATE) AS d, sum(clicks) FROM ad_clicks_day "
                               "WHERE window_start < '2017-11-10T00:00:00Z' GROUP BY window_start ORDER BY d") == FULL_DAYS
     finally:
+        stop.set()
+        if loader.poll() is None:
+            loader.kill()
         server.stop()
 
 
