@@ -15,15 +15,19 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable,
+    SqlInfo, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{Action, IpcMessage, SchemaAsIpc};
 use arrow_flight::{
@@ -46,6 +50,86 @@ use crate::prepared::{Prepared, PreparedStatements};
 
 /// Largest gRPC message accepted or sent.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+static XDBC_TYPES: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    for (name, ty, size, prefix) in [
+        ("VARCHAR", XdbcDataType::XdbcVarchar, None, Some("'")),
+        ("BIGINT", XdbcDataType::XdbcBigint, Some(19), None),
+        ("INTEGER", XdbcDataType::XdbcInteger, Some(10), None),
+        ("DOUBLE", XdbcDataType::XdbcDouble, Some(15), None),
+        ("BOOLEAN", XdbcDataType::XdbcBit, Some(1), None),
+        ("DATE", XdbcDataType::XdbcDate, Some(10), Some("DATE '")),
+        (
+            "TIMESTAMP",
+            XdbcDataType::XdbcTimestamp,
+            Some(26),
+            Some("TIMESTAMP '"),
+        ),
+    ] {
+        b.append(XdbcTypeInfo {
+            type_name: name.into(),
+            data_type: ty,
+            column_size: size,
+            literal_prefix: prefix.map(Into::into),
+            literal_suffix: prefix.map(|_| "'".into()),
+            create_params: None,
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: matches!(ty, XdbcDataType::XdbcVarchar),
+            searchable: Searchable::Full,
+            unsigned_attribute: Some(false),
+            fixed_prec_scale: false,
+            auto_increment: Some(false),
+            local_type_name: Some(name.into()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: ty,
+            datetime_subcode: None,
+            num_prec_radix: size.map(|_| 10),
+            interval_precision: None,
+        });
+    }
+    #[allow(clippy::expect_used)]
+    b.build().expect("static type info is well-formed")
+});
+
+/// The schema of GetPrimaryKeys results (Flight SQL spec).
+fn primary_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+}
+
+/// The schema of GetExportedKeys / GetImportedKeys / GetCrossReference results.
+fn foreign_keys_schema() -> SchemaRef {
+    let s = |n: &str, null| Field::new(n, DataType::Utf8, null);
+    Arc::new(Schema::new(vec![
+        s("pk_catalog_name", true),
+        s("pk_db_schema_name", true),
+        s("pk_table_name", false),
+        s("pk_column_name", false),
+        s("fk_catalog_name", true),
+        s("fk_db_schema_name", true),
+        s("fk_table_name", false),
+        s("fk_column_name", false),
+        Field::new("key_sequence", DataType::Int32, false),
+        s("fk_key_name", true),
+        s("pk_key_name", true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
+/// clicklake's tables have no primary or foreign keys: every key call
+/// answers an empty result with the spec's schema.
+fn no_keys(schema: SchemaRef) -> Response<DoGetStream> {
+    encode_batch(schema.clone(), Ok(RecordBatch::new_empty(schema)))
+}
 
 static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
@@ -597,6 +681,109 @@ impl FlightSqlService for FlightSqlServer {
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         Err(Error::ReadOnly.into())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder(&XDBC_TYPES).schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let builder = query.into_builder(&XDBC_TYPES);
+        let schema = builder.schema();
+        Ok(encode_batch(schema, builder.build()))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        flight_info(
+            &primary_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(no_keys(primary_keys_schema()))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        flight_info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(no_keys(foreign_keys_schema()))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        flight_info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(no_keys(foreign_keys_schema()))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        flight_info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(no_keys(foreign_keys_schema()))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

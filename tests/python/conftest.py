@@ -132,3 +132,19 @@ def wait_for(conn, sql: str, expected, timeout: float = 120.0):
             return
         time.sleep(0.2)
     raise AssertionError(f"{sql} returned {last!r}, waited for {expected!r}")
+
+
+def flight_command(message: str, fields: dict = None) -> bytes:
+    """Any(<Flight SQL message>) in protobuf, written out by hand: `fields`
+    maps field numbers to string values."""
+    def field(number: int, payload: bytes) -> bytes:
+        length, out = len(payload), bytearray()
+        while True:
+            byte = length & 0x7F
+            length >>= 7
+            out.append(byte | (0x80 if length else 0))
+            if not length:
+                break
+        return bytes([(number << 3) | 2]) + bytes(out) + payload
+    inner = b"".join(field(n, v.encode()) for n, v in (fields or {}).items())
+    return field(1, f"type.googleapis.com/arrow.flight.protocol.sql.{message}".encode()) + field(2, inner)

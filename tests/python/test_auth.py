@@ -12,7 +12,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow.flight as flight
 import pytest
 
-from conftest import DATA, Server, clicklake_bin, rows
+from conftest import DATA, Server, clicklake_bin, flight_command, rows
 
 USERS = "analyst:s3cret"
 TOKEN = "producer-token-1"
@@ -66,26 +66,11 @@ def test_a_static_bearer_token_works_and_none_is_refused(secured):
             rows(conn, "SELECT 1")
 
 
-def _statement_command(sql: str) -> bytes:
-    """Any(CommandStatementQuery{query}) in protobuf, written out by hand."""
-    def field(number: int, payload: bytes) -> bytes:
-        length, out = len(payload), bytearray()
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            out.append(byte | (0x80 if length else 0))
-            if not length:
-                break
-        return bytes([(number << 3) | 2]) + bytes(out) + payload
-    inner = field(1, sql.encode())
-    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, inner)
-
-
 def test_do_get_without_a_token_is_refused(secured):
     client = flight.FlightClient(secured.uri)
     header = client.authenticate_basic_token("analyst", "s3cret")
     with_token = flight.FlightCallOptions(headers=[header])
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(_statement_command("SELECT 42 AS answer")),
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(flight_command("CommandStatementQuery", {1: "SELECT 42 AS answer"})),
                                   with_token)
     ticket = info.endpoints[0].ticket
     assert client.do_get(ticket, with_token).read_all().to_pylist() == [{"answer": 42}]

@@ -5,7 +5,9 @@ module (first 3,000 rows): 3-280 has 254 clicks, 18-107 has 130."""
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
-from conftest import Server, rows
+import pyarrow.flight as flight
+
+from conftest import Server, flight_command, rows
 
 
 def test_prepared_statement_runs_twice_with_different_parameters(conn):
@@ -80,3 +82,29 @@ def test_query_over_its_timeout_fails_clearly(limited):
     with pytest.raises(flightsql.Error, match=r"timeout of 2s"):
         rows(limited, "SELECT sum(value) FROM generate_series(1, 100000000000)")
     assert rows(limited, "SELECT sum(clicks) FROM ad_clicks_day") == [(3000,)]
+
+
+def _call(server, message, fields=None):
+    client = flight.FlightClient(server.uri)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(flight_command(message, fields)))
+    table = client.do_get(info.endpoints[0].ticket).read_all()
+    assert table.schema == info.schema
+    return table
+
+
+def test_xdbc_type_info_lists_the_column_types(server):
+    table = _call(server, "CommandGetXdbcTypeInfo")
+    names = table.column("type_name").to_pylist()
+    assert sorted(names) == ["BIGINT", "BOOLEAN", "DATE", "DOUBLE", "INTEGER", "TIMESTAMP", "VARCHAR"]
+
+
+def test_key_calls_answer_empty_with_the_spec_schema(server):
+    pk = _call(server, "CommandGetPrimaryKeys", {3: "ad_clicks"})
+    assert pk.num_rows == 0
+    assert pk.schema.names == ["catalog_name", "db_schema_name", "table_name", "column_name", "key_name",
+                               "key_sequence"]
+    for message in ["CommandGetExportedKeys", "CommandGetImportedKeys"]:
+        keys = _call(server, message, {3: "ad_clicks"})
+        assert keys.num_rows == 0
+        assert keys.schema.names[:4] == ["pk_catalog_name", "pk_db_schema_name", "pk_table_name", "pk_column_name"]
+        assert len(keys.schema.names) == 13
