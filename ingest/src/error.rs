@@ -15,6 +15,16 @@ pub enum Error {
     #[error("committing events to {table}: {reason}")]
     Commit { table: String, reason: String },
 
+    /// The buffer is full (the store is slow or down): retry later.
+    #[error(
+        "ingest buffer full ({buffered} events waiting for their commit, limit {limit}); retry shortly"
+    )]
+    Backpressure { buffered: usize, limit: usize },
+
+    /// A request holds more events than one request may.
+    #[error("a request may hold at most {limit} events, this one has {events}; split it")]
+    TooLarge { events: usize, limit: usize },
+
     /// The writer is shutting down and takes no new events.
     #[error("ingest is shutting down")]
     ShuttingDown,
@@ -35,6 +45,8 @@ impl From<Error> for tonic::Status {
                 tonic::Status::unavailable(format!("{err}; the events were not stored, retry"))
             }
             Error::ShuttingDown => tonic::Status::unavailable(err.to_string()),
+            Error::Backpressure { .. } => tonic::Status::resource_exhausted(err.to_string()),
+            Error::TooLarge { .. } => tonic::Status::invalid_argument(err.to_string()),
             Error::Body(_) => tonic::Status::invalid_argument(err.to_string()),
         }
     }

@@ -52,7 +52,16 @@ async fn post_clicks(State(handle): State<IngestHandle>, body: Bytes) -> Respons
             )
                 .into_response()
         }
-        Err(err @ Error::Body(_)) => (
+        Err(err @ Error::Backpressure { .. }) => {
+            let body = json!({"error": err.to_string()});
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(err @ (Error::Body(_) | Error::TooLarge { .. })) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": err.to_string()})),
         )

@@ -33,6 +33,19 @@ pub struct IngestArgs {
     #[arg(long, env = "CLICKLAKE_FLUSH_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
 
+    /// Most events held in memory awaiting their commit; past it requests get
+    /// RESOURCE_EXHAUSTED (HTTP 503) and producers retry.
+    #[arg(
+        long,
+        env = "CLICKLAKE_MAX_BUFFERED_EVENTS",
+        default_value_t = 1_000_000
+    )]
+    pub max_buffered_events: usize,
+
+    /// Most events in one request (gRPC batch or HTTP body).
+    #[arg(long, env = "CLICKLAKE_MAX_REQUEST_EVENTS", default_value_t = 100_000)]
+    pub max_request_events: usize,
+
     /// Refuse events whose time is further than this ahead of the server clock.
     #[arg(long, env = "CLICKLAKE_MAX_FUTURE", default_value = "1day", value_parser = humantime::parse_duration)]
     pub max_future: Duration,
@@ -45,6 +58,8 @@ impl IngestArgs {
             flush_rows: self.flush_rows.max(1),
             flush_interval: self.flush_interval,
             max_future: self.max_future,
+            max_buffered_events: self.max_buffered_events.max(1),
+            max_request_events: self.max_request_events.max(1),
         }
     }
 }

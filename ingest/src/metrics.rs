@@ -70,3 +70,11 @@ pub static TABLE_VERSION: LazyLock<IntGauge> = LazyLock::new(|| {
         "Version of ad_clicks after this node's last commit"
     ))
 });
+
+/// Requests refused because the buffer was full.
+pub static BACKPRESSURE_REFUSALS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_ingest_backpressure_refusals_total",
+        "Requests refused with RESOURCE_EXHAUSTED / 503 because the buffer was full"
+    ))
+});

@@ -8,6 +8,7 @@
 //! so a slow store slows producers down instead of growing memory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
@@ -38,6 +39,11 @@ pub struct WriterConfig {
     pub flush_rows: usize,
     pub flush_interval: Duration,
     pub max_future: Duration,
+    /// Most events held in memory awaiting their commit; past it requests
+    /// are refused with RESOURCE_EXHAUSTED / 503 until flushes catch up.
+    pub max_buffered_events: usize,
+    /// Most events in one request.
+    pub max_request_events: usize,
 }
 
 impl Default for WriterConfig {
@@ -46,6 +52,8 @@ impl Default for WriterConfig {
             flush_rows: 100_000,
             flush_interval: Duration::from_millis(500),
             max_future: Duration::from_secs(86_400),
+            max_buffered_events: 1_000_000,
+            max_request_events: 100_000,
         }
     }
 }
@@ -69,6 +77,8 @@ struct Pending {
 pub struct IngestHandle {
     tx: mpsc::Sender<Pending>,
     config: WriterConfig,
+    /// Events accepted into the buffer and not yet flushed (shared with the writer).
+    buffered: Arc<AtomicUsize>,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -94,10 +104,12 @@ impl IngestHandle {
             metrics::TABLE_VERSION.set(v as i64);
         }
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
-        let task = tokio::spawn(writer_loop(table, rx, config, shutdown));
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(writer_loop(table, rx, config, shutdown, buffered.clone()));
         Ok(Self {
             tx,
             config,
+            buffered,
             task: Arc::new(Mutex::new(Some(task))),
         })
     }
@@ -113,11 +125,21 @@ impl IngestHandle {
             return Ok(());
         }
         let rows = events.len();
+        let limit = self.config.max_buffered_events;
+        let before = self.buffered.fetch_add(rows, Ordering::AcqRel);
+        if before + rows > limit {
+            self.buffered.fetch_sub(rows, Ordering::AcqRel);
+            metrics::BACKPRESSURE_REFUSALS.inc();
+            return Err(Error::Backpressure {
+                buffered: before,
+                limit,
+            });
+        }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Pending { events, ack })
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        if self.tx.send(Pending { events, ack }).await.is_err() {
+            self.buffered.fetch_sub(rows, Ordering::AcqRel);
+            return Err(Error::ShuttingDown);
+        }
         metrics::BUFFERED_EVENTS.add(rows as i64);
         match done.await {
             Ok(Ok(())) => {
@@ -138,6 +160,13 @@ impl IngestHandle {
         &self,
         results: impl IntoIterator<Item = Result<ClickEvent, Rejection>>,
     ) -> Result<Outcome> {
+        let results: Vec<_> = results.into_iter().collect();
+        if results.len() > self.config.max_request_events {
+            return Err(Error::TooLarge {
+                events: results.len(),
+                limit: self.config.max_request_events,
+            });
+        }
         let mut events = Vec::new();
         let mut rejected = Vec::new();
         for (index, r) in results.into_iter().enumerate() {
@@ -171,6 +200,7 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Pending>,
     config: WriterConfig,
     shutdown: CancellationToken,
+    buffered: Arc<AtomicUsize>,
 ) {
     let mut buffer: Vec<Pending> = Vec::new();
     let mut rows = 0usize;
@@ -194,6 +224,7 @@ async fn writer_loop(
         let due = oldest.is_some_and(|t| t.elapsed() >= config.flush_interval);
         if rows >= config.flush_rows || (due && rows > 0) {
             flush(&mut table, std::mem::take(&mut buffer)).await;
+            buffered.fetch_sub(rows, Ordering::AcqRel);
             rows = 0;
             oldest = None;
         }
@@ -210,6 +241,7 @@ async fn writer_loop(
             "flushing the ingest buffer before shutdown"
         );
         flush(&mut table, buffer).await;
+        buffered.fetch_sub(pending, Ordering::AcqRel);
     }
 }
 

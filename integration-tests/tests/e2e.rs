@@ -50,6 +50,8 @@ impl Fixture {
                 flush_rows: 100_000,
                 flush_interval: Duration::from_millis(200),
                 max_future: Duration::from_secs(86_400),
+                max_buffered_events: 1_000_000,
+                max_request_events: 100_000,
             },
             compactor: CompactorArgs {
                 rollup_interval: Duration::from_millis(200),

@@ -48,12 +48,13 @@ def metrics(http_addr: str) -> dict:
 
 
 class Server:
-    def __init__(self, store: pathlib.Path, *flags: str, grpc: str = "127.0.0.1:0", http: str = "127.0.0.1:0"):
+    def __init__(self, store: pathlib.Path, *flags: str, grpc: str = "127.0.0.1:0", http: str = "127.0.0.1:0",
+                 flush_interval: str = "200ms"):
         store.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [clicklake_bin(), "serve", "--store", store_location(store),
              "--grpc-addr", grpc, "--http-addr", http,
-             "--flush-interval", "200ms", "--rollup-interval", "200ms", *flags],
+             "--flush-interval", flush_interval, "--rollup-interval", "200ms", *flags],
             stdout=subprocess.PIPE, stderr=open(store.parent / "serve.log", "a"), text=True,
         )
         line = self.proc.stdout.readline()
