@@ -561,3 +561,177 @@ async fn a_resent_event_with_another_time_counts_once_where_it_was_first_stored(
     );
     f.stop().await;
 }
+
+/// Every row of a query, cells joined by `|`.
+async fn cells(f: &Fixture, sql: &str) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut client = SqlClient::connect(&f.endpoint()).await.expect("connect");
+    let result = client
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for batch in &result.batches {
+        let options = FormatOptions::default();
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|fm| fm.value(row).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}
+
+/// An independent recount of events (id, ad, user, time): per level, the
+/// rows `window_start|ad_id|clicks|unique_users`, sorted like the tables.
+fn recount(events: &[(String, String, String, chrono::DateTime<chrono::Utc>)]) -> Vec<Vec<String>> {
+    use chrono::{Datelike, TimeZone, Timelike};
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+    let truncs: [fn(chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc>; 4] = [
+        |t| {
+            t.with_second(0)
+                .and_then(|t| t.with_nanosecond(0))
+                .expect("minute")
+        },
+        |t| {
+            t.date_naive()
+                .and_hms_opt(t.hour(), 0, 0)
+                .expect("hour")
+                .and_utc()
+        },
+        |t| t.date_naive().and_hms_opt(0, 0, 0).expect("day").and_utc(),
+        |t| {
+            chrono::Utc
+                .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+                .single()
+                .expect("month")
+        },
+    ];
+    // The first copy sent of an event id is the one that counts.
+    let mut seen = HashSet::new();
+    let firsts: Vec<_> = events.iter().filter(|e| seen.insert(e.0.clone())).collect();
+    truncs
+        .iter()
+        .map(|trunc| {
+            let mut windows: BTreeMap<(String, String), (usize, BTreeSet<String>)> =
+                BTreeMap::new();
+            for (_, ad, user, t) in &firsts {
+                let w = windows
+                    .entry((
+                        trunc(*t).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        ad.clone(),
+                    ))
+                    .or_default();
+                w.0 += 1;
+                w.1.insert(user.clone());
+            }
+            windows
+                .into_iter()
+                .map(|((w, ad), (clicks, users))| format!("{w}|{ad}|{clicks}|{}", users.len()))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_out_of_order_and_resent_events_land_in_every_level() {
+    use chrono::{Duration as D, TimeZone, Utc};
+    let f = Fixture::start().await;
+    let base = Utc
+        .with_ymd_and_hms(2017, 11, 7, 12, 0, 0)
+        .single()
+        .expect("time");
+    let mut sent: Vec<(String, String, String, chrono::DateTime<Utc>)> = Vec::new();
+    let mut n = 0;
+    let mut batch = |offsets: &[D], resend: usize, sent: &mut Vec<_>| {
+        let mut events = Vec::new();
+        // Resends of earlier events (same id, another time and ad): counted once, where first sent.
+        for e in sent.iter().take(resend) {
+            let (id, _, user, t): &(String, String, String, chrono::DateTime<Utc>) = e;
+            events.push((
+                id.clone(),
+                "moved".to_string(),
+                user.clone(),
+                *t + D::hours(5),
+            ));
+        }
+        for off in offsets {
+            n += 1;
+            events.push((
+                format!("late-{n}"),
+                format!("ad-{}", n % 3),
+                format!("u-{}", n % 4),
+                base + *off,
+            ));
+        }
+        events
+    };
+    let batches: Vec<(&str, Vec<D>, usize)> = vec![
+        ("on time", (0..12).map(|i| D::minutes(i * 7)).collect(), 0),
+        (
+            "1 s late",
+            vec![D::seconds(-1), D::seconds(-1), D::minutes(30)],
+            2,
+        ),
+        ("1 h late", vec![D::hours(-1), D::minutes(-61)], 0),
+        (
+            "out of order",
+            vec![D::minutes(90), D::minutes(-5), D::hours(3), D::seconds(-30)],
+            3,
+        ),
+        (
+            "2 days late",
+            vec![D::days(-2), D::days(-2) + D::minutes(1)],
+            1,
+        ),
+        (
+            "40 days late",
+            vec![D::days(-40), D::days(-40) + D::hours(1)],
+            0,
+        ),
+    ];
+    for (name, offsets, resend) in batches {
+        let events = batch(&offsets, resend, &mut sent);
+        let body = serde_json::to_string(
+            &events
+                .iter()
+                .map(|(id, ad, user, t)| {
+                    serde_json::json!({"event_id": id, "ad_id": ad, "user_id": user,
+                        "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .expect("json");
+        let (status, reply) = http(f.server.http_addr, "POST", "/v1/clicks", &body).await;
+        assert_eq!(status, 200, "{name}: {reply}");
+        sent.extend(events);
+        f.wait_rolled_up().await;
+        let expected = recount(&sent);
+        for (i, table) in [
+            "ad_clicks_minute",
+            "ad_clicks_hour",
+            "ad_clicks_day",
+            "ad_clicks_month",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let got = cells(
+                &f,
+                &format!("SELECT window_start, ad_id, clicks, unique_users FROM {table} ORDER BY window_start, ad_id"),
+            )
+            .await;
+            assert_eq!(got, expected[i], "{table} after the {name} batch");
+        }
+    }
+    f.stop().await;
+}
