@@ -233,6 +233,15 @@ pub async fn run(roles: Roles) -> anyhow::Result<()> {
 pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyhow::Result<Server> {
     let roles: Roles = roles.into();
     let storage = StorageConfig::from_args(&roles.store)?;
+    if roles.ingest.is_some() {
+        clicklake_ingest::metrics::register();
+    }
+    if roles.compactor.is_some() {
+        clicklake_compactor::metrics::register();
+    }
+    if roles.query.is_some() {
+        clicklake_query::metrics::register();
+    }
     let auth = Arc::new(Auth::from_args(&roles.auth)?);
     // Listeners that serve data must be authenticated off loopback (the
     // compactor's HTTP listener only has /health and /metrics).

@@ -52,3 +52,11 @@ pub static RECONCILE_DIFFERENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         &["level"]
     ))
 });
+
+/// Register every metric of the crate, so each is exported from the start.
+pub fn register() {
+    LazyLock::force(&ROLLUP_RUNS);
+    LazyLock::force(&ROLLUP_ERRORS);
+    LazyLock::force(&ROLLED_UP_VERSION);
+    LazyLock::force(&ROLLUP_SECONDS);
+}

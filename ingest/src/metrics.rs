@@ -78,3 +78,15 @@ pub static BACKPRESSURE_REFUSALS: LazyLock<IntCounter> = LazyLock::new(|| {
         "Requests refused with RESOURCE_EXHAUSTED / 503 because the buffer was full"
     ))
 });
+
+/// Register every metric of the crate, so each is exported from the start.
+pub fn register() {
+    LazyLock::force(&EVENTS_ACCEPTED);
+    LazyLock::force(&EVENTS_REJECTED);
+    LazyLock::force(&FLUSHED_EVENTS);
+    LazyLock::force(&BUFFERED_EVENTS);
+    LazyLock::force(&COMMIT_ERRORS);
+    LazyLock::force(&FLUSH_SECONDS);
+    LazyLock::force(&TABLE_VERSION);
+    LazyLock::force(&BACKPRESSURE_REFUSALS);
+}

@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod functions;
 pub mod limits;
+pub mod metrics;
 pub mod prepared;
 pub mod service;
 

@@ -46,6 +46,7 @@ use clicklake_common::auth::Auth;
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
 use crate::error::Error;
 use crate::limits::{self, QueryArgs};
+use crate::metrics;
 use crate::prepared::{Prepared, PreparedStatements};
 
 /// Largest gRPC message accepted or sent.
@@ -229,6 +230,15 @@ impl FlightSqlServer {
             &self.limits,
             remaining,
         )))
+    }
+
+    /// Count a statement's outcome and start time.
+    fn observe<T>(started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+        metrics::STATEMENTS
+            .with_label_values(&[metrics::outcome(result.as_ref().err())])
+            .inc();
+        metrics::START_SECONDS.observe(started.elapsed().as_secs_f64());
+        result
     }
 
     fn prepared(&self, handle: &[u8]) -> Result<Prepared, Status> {
@@ -416,8 +426,11 @@ impl FlightSqlService for FlightSqlServer {
             .map_err(|_| Error::BadRequest("statement handle is not UTF-8 SQL".into()))?;
         tracing::debug!(%sql, "executing");
         let started = Instant::now();
-        let df = self.plan(&sql, None).await?;
-        self.execute(df, started).await
+        let result = match self.plan(&sql, None).await {
+            Ok(df) => self.execute(df, started).await,
+            Err(e) => Err(e.into()),
+        };
+        Self::observe(started, result)
     }
 
     #[tracing::instrument(name = "query.prepare", skip_all, fields(sql = %query.query))]
@@ -508,9 +521,13 @@ impl FlightSqlService for FlightSqlServer {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let started = Instant::now();
-        let p = self.prepared(&cmd.prepared_statement_handle)?;
-        let df = self.plan(&p.sql, p.params).await?;
-        self.execute(df, started).await
+        let result = async {
+            let p = self.prepared(&cmd.prepared_statement_handle)?;
+            let df = self.plan(&p.sql, p.params).await?;
+            self.execute(df, started).await
+        }
+        .await;
+        Self::observe(started, result)
     }
 
     async fn do_action_close_prepared_statement(

@@ -1,0 +1,61 @@
+"""/metrics after a known load, and the alert rules against the metrics a
+server exports."""
+
+import json
+import pathlib
+import re
+import urllib.error
+import urllib.request
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pytest
+
+from conftest import ROOT, Server, rows
+
+RULES = ROOT / "deploy" / "prometheus" / "clicklake-alerts.yml"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("metrics") / "lake")
+    try:
+        assert "1000 stored" in s.load(1000)
+        body = json.dumps([
+            {"event_id": "m-1", "ad_id": "a", "user_id": "u", "timestamp": "2017-11-07T10:00:00Z"},
+            {"event_id": "m-2", "ad_id": "a", "timestamp": "2017-11-07T10:00:00Z"},
+            {"event_id": "m-3", "ad_id": "a", "user_id": "v", "timestamp": "2017-11-07T10:01:00Z"},
+        ]).encode()
+        req = urllib.request.Request(f"http://{s.http}/v1/clicks", data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["accepted"] == 2
+        s.wait_rolled_up()
+        with flightsql.connect(s.uri, autocommit=True) as conn:
+            for _ in range(3):
+                assert rows(conn, "SELECT count(*) FROM ad_clicks") == [(1002,)]
+            with pytest.raises(flightsql.Error):
+                rows(conn, "SELECT * FROM no_such_table")
+        yield s
+    finally:
+        s.stop()
+
+
+def test_counters_after_a_known_load(loaded):
+    m = loaded.metrics()
+    assert m["clicklake_ingest_events_accepted_total"] == 1002
+    assert m["clicklake_ingest_flushed_events_total"] == 1002
+    assert m['clicklake_ingest_events_rejected_total{field="user_id"}'] == 1
+    assert m["clicklake_ingest_buffered_events"] == 0
+    assert m["clicklake_ingest_backpressure_refusals_total"] == 0
+    assert m["clicklake_compactor_rolled_up_version"] == m["clicklake_ingest_table_version"]
+    # Three good statements and one about a table that does not exist. (ADBC
+    # plans a statement when it is prepared and again on DoGet; the counter
+    # counts DoGets.)
+    assert m['clicklake_query_statements_total{outcome="ok"}'] == 3
+
+
+def test_every_metric_in_the_alert_rules_is_exported(loaded):
+    exported = {re.sub(r"(_bucket|_sum|_count)?(\{.*\})?$", "", name) for name in loaded.metrics()}
+    used = set(re.findall(r"clicklake_[a-z_]+", RULES.read_text()))
+    assert used, "no metric found in the rules file"
+    assert used - exported == set()
