@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 .PHONY: help build demo test test-rust test-python test-s3 test-kills python-env fmt lint clean-data
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # Always the whole workspace with every target, like `cargo test --workspace`:
 # one feature set, so the binary and the tests share one build of the dependencies.

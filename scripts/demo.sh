@@ -18,6 +18,7 @@ export CLICKLAKE_ENDPOINT="http://$GRPC"
 SERVER=$!
 stop() {
     kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+    rm -f "$LOG.out" "$LOG.report1" "$LOG.report2"
 }
 trap stop EXIT
 
@@ -65,6 +66,11 @@ report() {
         GROUP BY ad_id ORDER BY clicks DESC, ad_id LIMIT 10" 2>/dev/null
 }
 
+existing=$("$BIN" sql "SELECT count(DISTINCT event_id) AS n FROM ad_clicks" 2>/dev/null | awk 'NR==4 {print $2}')
+if [ -n "$existing" ] && [ "$existing" != "0" ]; then
+    echo "note: $STORE already holds $existing events; the report counts them too (make clean-data for a fresh store)"
+fi
+
 echo "== loading $DATA through the ingest API"
 "$BIN" load "$DATA" --format talkingdata
 wait_rolled_up
@@ -82,5 +88,6 @@ else
     diff "$LOG.report1" "$LOG.report2" >&2
     exit 1
 fi
+echo "ad_clicks keeps every stored copy of a resent event until compaction; every count is by distinct event id:"
 "$BIN" sql "SELECT count(*) AS rows_stored, count(DISTINCT event_id) AS distinct_events FROM ad_clicks" 2>/dev/null
 echo "== stopping clicklake"

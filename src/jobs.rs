@@ -79,10 +79,19 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         })
         .await?;
     bar.finish_and_clear();
+    let span = |level: Level| {
+        job.windows(level)
+            .iter()
+            .map(|(a, b)| format!("[{}, {})", micros_to_rfc3339(*a), micros_to_rfc3339(*b)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "backfilled [{}, {}) from ad_clicks version {}: {}",
+        "backfilled [{}, {}), widened to whole windows (days {}, months {}), from ad_clicks version {}: {}",
         micros_to_rfc3339(from),
         micros_to_rfc3339(to),
+        span(Level::Day),
+        span(Level::Month),
         m.raw_version,
         m.rows
             .iter()

@@ -231,10 +231,13 @@ async fn send_with_retry(
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
+            Err(s) if s.code() == Code::Unimplemented => bail!(
+                "this server does not offer the ingest service (a query-only node? `clicklake ingest` and `clicklake serve` listen on 127.0.0.1:50051)"
+            ),
             Err(s) => bail!(
-                "a batch was not confirmed as stored: {} ({:?}); loading the file again is safe",
-                s.message(),
-                s.code()
+                "a batch was not confirmed as stored ({:?}: {}); loading the file again is safe",
+                s.code(),
+                s.message()
             ),
         }
     }

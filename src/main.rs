@@ -11,12 +11,12 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "clicklake", version, about, long_about = None)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `clicklake_ingest=debug`.
-    /// The Delta kernel logs every snapshot it builds at `info`; it is kept at `warn`.
+    /// The Delta libraries log every snapshot and commit at `info`; they are kept at `warn`.
     #[arg(
         long,
         global = true,
         env = "CLICKLAKE_LOG",
-        default_value = "info,buoyant_kernel=warn"
+        default_value = "info,buoyant_kernel=warn,deltalake_core=warn"
     )]
     log: String,
 
@@ -36,7 +36,7 @@ enum Command {
     Query(serve::QueryRoleArgs),
     /// Replay a file of clicks through the gRPC ingest API.
     Load(load::LoadArgs),
-    /// Run SQL over Flight SQL and print a table (a prompt without a query).
+    /// Run SQL over Flight SQL and print a table; without a query, read statements ending in `;` from stdin.
     Sql(sql::SqlArgs),
     /// Recompute the rollups of a time range from the raw events, every level, atomically.
     Backfill(jobs::BackfillArgs),
@@ -59,6 +59,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&cli.log)?)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,6 @@
 //! `clicklake sql`: a Flight SQL client for analysts. With a statement it
-//! prints the result as a table; without one it reads statements from
-//! standard input, one per line (`\q` quits).
+//! prints the result as a table; without one it reads statements ending in
+//! `;` from standard input (a prompt on a terminal; `\q` quits).
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -23,7 +23,7 @@ pub struct SqlArgs {
     #[arg(long, env = "CLICKLAKE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// User name to log in with (the password comes from CLICKLAKE_PASSWORD).
+    /// User name to log in with (a Flight SQL handshake); see --password.
     #[arg(long, env = "CLICKLAKE_USER")]
     pub user: Option<String>,
 
@@ -55,6 +55,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     }
     let interactive = std::io::stdin().is_terminal();
     let mut failed = 0usize;
+    let mut pending = String::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -64,17 +65,39 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         }
         let Some(line) = lines.next() else { break };
         let line = line?;
-        let q = line.trim().trim_end_matches(';');
-        if q.is_empty() {
-            continue;
-        }
-        if q == "\\q" || q.eq_ignore_ascii_case("quit") || q.eq_ignore_ascii_case("exit") {
+        let trimmed = line.trim();
+        if pending.is_empty()
+            && (trimmed == "\\q"
+                || trimmed.eq_ignore_ascii_case("quit")
+                || trimmed.eq_ignore_ascii_case("exit"))
+        {
             break;
         }
-        if let Err(e) = print_query(&mut client, q).await {
+        if trimmed.is_empty() && pending.is_empty() {
+            continue;
+        }
+        // A statement ends with `;` (it may span lines).
+        pending.push_str(&line);
+        pending.push('\n');
+        if !trimmed.ends_with(';') {
+            if interactive {
+                print!("      -> ");
+                std::io::stdout().flush()?;
+            }
+            continue;
+        }
+        let statement = std::mem::take(&mut pending);
+        if let Err(e) = print_query(&mut client, statement.trim().trim_end_matches(';')).await {
             eprintln!("error: {e:#}");
             failed += 1;
         }
+    }
+    let rest = pending.trim().trim_end_matches(';');
+    if !rest.is_empty()
+        && let Err(e) = print_query(&mut client, rest).await
+    {
+        eprintln!("error: {e:#}");
+        failed += 1;
     }
     if failed > 0 && !interactive {
         anyhow::bail!("{failed} statement(s) failed");
@@ -85,6 +108,9 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
 async fn print_query(client: &mut SqlClient, q: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = client.query(q).await.map_err(|e| match e {
+        arrow_flight::error::FlightError::Tonic(s) if s.code() == tonic::Code::Unimplemented => anyhow::anyhow!(
+            "this server does not answer Flight SQL (an ingest-only node? `clicklake query` listens on 127.0.0.1:50052, `clicklake serve` on 127.0.0.1:50051)"
+        ),
         arrow_flight::error::FlightError::Tonic(s) => anyhow::anyhow!("{}", s.message()),
         other => other.into(),
     })?;

@@ -83,7 +83,7 @@ pub fn parse_time_arg(s: &str) -> Result<i64, String> {
             .map(|dt| dt.timestamp_micros())
             .ok_or_else(|| format!("{t:?} is not a valid date"));
     }
-    parse_rfc3339_micros(t)
+    parse_rfc3339_micros(t).map_err(|e| format!("{e}; a YYYY-MM-DD date works too"))
 }
 
 /// Format microseconds since the epoch as RFC 3339 (UTC, `Z`).

@@ -68,6 +68,12 @@ impl Backfill {
         &self.levels
     }
 
+    /// The `[start, end)` ranges (microseconds) a level rewrites: the range
+    /// widened to whole days (minute, hour, day) or whole months.
+    pub fn windows(&self, level: Level) -> Vec<(i64, i64)> {
+        level_ranges(level, &self.dates())
+    }
+
     /// UTC dates (days since the epoch) the range touches.
     pub fn dates(&self) -> BTreeSet<i32> {
         let first = self.from.div_euclid(DAY_MICROS) as i32;
