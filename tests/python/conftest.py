@@ -51,6 +51,7 @@ class Server:
     def __init__(self, store: pathlib.Path, *flags: str, grpc: str = "127.0.0.1:0", http: str = "127.0.0.1:0",
                  flush_interval: str = "200ms"):
         store.parent.mkdir(parents=True, exist_ok=True)
+        self.store = store_location(store)
         self.proc = subprocess.Popen(
             [clicklake_bin(), "serve", "--store", store_location(store),
              "--grpc-addr", grpc, "--http-addr", http,
@@ -149,3 +150,12 @@ def flight_command(message: str, fields: dict = None) -> bytes:
         return bytes([(number << 3) | 2]) + bytes(out) + payload
     inner = b"".join(field(n, v.encode()) for n, v in (fields or {}).items())
     return field(1, f"type.googleapis.com/arrow.flight.protocol.sql.{message}".encode()) + field(2, inner)
+
+
+def storage_options() -> dict:
+    """Object-store options for readers of the test stores (empty on local files)."""
+    if not os.environ.get("CLICKLAKE_TEST_S3"):
+        return {}
+    keys = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+            "AWS_ALLOW_HTTP", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"]
+    return {k: os.environ[k] for k in keys if k in os.environ}
