@@ -805,10 +805,3 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
-
-/// Decode a statement ticket (used by tests and tools).
-pub fn statement_sql(ticket: &Ticket) -> Option<String> {
-    let any = Any::decode(ticket.ticket.clone()).ok()?;
-    let t: TicketStatementQuery = any.unpack().ok()??;
-    String::from_utf8(t.statement_handle.to_vec()).ok()
-}
