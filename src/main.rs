@@ -3,7 +3,7 @@
 //! `clicklake-query`) or the client tools (`load`, `sql`).
 
 use clap::{Parser, Subcommand};
-use clicklake::{jobs, load, serve, sql};
+use clicklake::{jobs, load, serve, sql, synth};
 use tracing_subscriber::EnvFilter;
 
 /// clicklake: ad-click analytics on Delta Lake, answered over Arrow Flight SQL.
@@ -38,6 +38,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Run SQL over Flight SQL and print a table; without a query, read statements ending in `;` from stdin.
     Sql(sql::SqlArgs),
+    /// Synthetic clicks with realistic skew, late and duplicate events: to a file or sent to a node.
+    Gen(synth::GenArgs),
     /// Recompute the rollups of a time range from the raw events, every level, atomically.
     Backfill(jobs::BackfillArgs),
     /// Recount raw events, compare with every rollup level, report (and --repair) differences.
@@ -73,6 +75,7 @@ fn run() -> anyhow::Result<()> {
             Command::Compactor(args) => serve::run(args.into()).await,
             Command::Query(args) => serve::run(args.into()).await,
             Command::Load(args) => load::run(args).await,
+            Command::Gen(args) => synth::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Backfill(args) => jobs::backfill(args).await,
             Command::Reconcile(args) => jobs::reconcile(args).await,

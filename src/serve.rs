@@ -256,16 +256,25 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         }
         None => None,
     };
-    let flight = match &roles.query {
-        Some(args) => {
+    // Flight serves queries on a query node and Arrow uploads on an ingest node.
+    let sink = ingest
+        .clone()
+        .map(|h| Arc::new(h) as Arc<dyn clicklake_common::sink::ClickSink>);
+    let flight = match (&roles.query, sink) {
+        (Some(args), sink) => {
             let catalog = Arc::new(Catalog::open(&storage).await?);
-            Some(
-                FlightSqlServer::new(catalog, args.clone())
-                    .with_auth(auth.clone())
-                    .service(),
-            )
+            let mut server = FlightSqlServer::new(catalog, args.clone()).with_auth(auth.clone());
+            if let Some(sink) = sink {
+                server = server.with_sink(sink);
+            }
+            Some(server.service())
         }
-        None => None,
+        (None, Some(sink)) => Some(
+            FlightSqlServer::ingest_only(sink, QueryArgs::default())
+                .with_auth(auth.clone())
+                .service(),
+        ),
+        (None, None) => None,
     };
     let compactor = roles.compactor.clone().map(|args| {
         tokio::spawn(clicklake_compactor::run(

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod schema;
+pub mod sink;
 pub mod storage;
 pub mod time;
 

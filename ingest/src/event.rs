@@ -40,7 +40,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
         Self {
             index: 0,
             field: field.to_string(),
@@ -55,20 +55,71 @@ impl Rejection {
     }
 }
 
-/// Rules that depend on the server: its clock and how far ahead events may be.
+/// The event fields, the same names in JSON, protobuf and Arrow.
+pub const FIELDS: [&str; 10] = [
+    "event_id",
+    "ad_id",
+    "user_id",
+    "timestamp",
+    "device",
+    "os",
+    "country",
+    "location",
+    "campaign_id",
+    "is_conversion",
+];
+
+/// What to do with a field that is not one of [`FIELDS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownFields {
+    /// Store the event without the field (producers may send more than clicklake keeps).
+    #[default]
+    Ignore,
+    /// Refuse the event, naming the field (catches misspelt field names).
+    Reject,
+}
+
+/// Rules that depend on the server: its clock, how far ahead events may be,
+/// and the unknown-fields policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Validator {
     /// Current time, microseconds since the epoch.
     pub now_micros: i64,
     pub max_future: Duration,
+    pub unknown_fields: UnknownFields,
 }
 
 impl Validator {
     /// A validator reading the system clock.
-    pub fn now(max_future: Duration) -> Self {
+    pub fn now(max_future: Duration, unknown_fields: UnknownFields) -> Self {
         Self {
             now_micros: chrono::Utc::now().timestamp_micros(),
             max_future,
+            unknown_fields,
+        }
+    }
+
+    /// Refuse a field outside [`FIELDS`] when the policy says so.
+    pub fn check_unknown<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        also_known: &[&str],
+    ) -> Result<(), Rejection> {
+        if self.unknown_fields == UnknownFields::Ignore {
+            return Ok(());
+        }
+        match names
+            .into_iter()
+            .find(|n| !FIELDS.contains(n) && !also_known.contains(n))
+        {
+            Some(name) => Err(Rejection::new(
+                name,
+                format!(
+                    "is not an event field (--unknown-fields reject); the fields are {}",
+                    FIELDS.join(", ")
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -80,6 +131,7 @@ impl Validator {
                 format!("expected a JSON object, got {}", json_kind(value)),
             ));
         };
+        self.check_unknown(obj.keys().map(String::as_str), &[])?;
         // Required fields are checked in the order of the contract.
         let ad_id = Some(required("ad_id", json_str(obj, "ad_id")?)?);
         let user_id = Some(required("user_id", json_str(obj, "user_id")?)?);
@@ -97,15 +149,7 @@ impl Validator {
             )),
         }
         .map_err(|reason| Rejection::new("timestamp", reason))?;
-        let country = match (json_str(obj, "country")?, json_str(obj, "location")?) {
-            (Some(c), Some(l)) if c != l => {
-                return Err(Rejection::new(
-                    "location",
-                    format!("alias of country, but {l:?} differs from country {c:?}"),
-                ));
-            }
-            (c, l) => c.or(l),
-        };
+        let country = country_or_location(json_str(obj, "country")?, json_str(obj, "location")?)?;
         let is_conversion = match obj.get("is_conversion") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -154,7 +198,8 @@ impl Validator {
         })
     }
 
-    fn finish(&self, f: Fields) -> Result<ClickEvent, Rejection> {
+    /// The checks every path shares, on fields already read from their encoding.
+    pub(crate) fn finish(&self, f: Fields) -> Result<ClickEvent, Rejection> {
         let ad_id = required("ad_id", f.ad_id)?;
         let user_id = required("user_id", f.user_id)?;
         if f.timestamp < MIN_EVENT_MICROS {
@@ -208,19 +253,34 @@ impl Validator {
     }
 }
 
-struct Fields {
-    event_id: Option<String>,
-    ad_id: Option<String>,
-    user_id: Option<String>,
-    timestamp: i64,
-    device: Option<String>,
-    os: Option<String>,
-    country: Option<String>,
-    campaign_id: Option<String>,
-    is_conversion: bool,
+/// One event's fields as read from JSON, protobuf or Arrow, before the shared checks.
+pub(crate) struct Fields {
+    pub event_id: Option<String>,
+    pub ad_id: Option<String>,
+    pub user_id: Option<String>,
+    pub timestamp: i64,
+    pub device: Option<String>,
+    pub os: Option<String>,
+    pub country: Option<String>,
+    pub campaign_id: Option<String>,
+    pub is_conversion: bool,
 }
 
-fn required(field: &str, value: Option<String>) -> Result<String, Rejection> {
+/// `location` is an alias of `country`; both may be sent only when equal.
+pub(crate) fn country_or_location(
+    country: Option<String>,
+    location: Option<String>,
+) -> Result<Option<String>, Rejection> {
+    match (country, location) {
+        (Some(c), Some(l)) if c != l => Err(Rejection::new(
+            "location",
+            format!("alias of country, but {l:?} differs from country {c:?}"),
+        )),
+        (c, l) => Ok(c.or(l)),
+    }
+}
+
+pub(crate) fn required(field: &str, value: Option<String>) -> Result<String, Rejection> {
     let v = value.ok_or_else(|| Rejection::new(field, "is required"))?;
     check_label(field, &v)?;
     Ok(v)
@@ -294,6 +354,7 @@ mod tests {
         Validator {
             now_micros: T_US,
             max_future: Duration::from_secs(86_400),
+            unknown_fields: UnknownFields::Ignore,
         }
     }
 
@@ -352,6 +413,27 @@ mod tests {
             ("device", "is 300 bytes long; the limit is 256")
         );
         assert_eq!(reject(json!([1])).field, "event");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_or_refused_by_policy() {
+        let e = json!({"ad_id": "a", "user_id": "u", "timestamp": "2017-11-07T09:30:38Z", "colour": "red"});
+        let stored = v().from_json(&e).expect("ignored by default");
+        assert_eq!((stored.ad_id.as_str(), stored.user_id.as_str()), ("a", "u"));
+        let strict = Validator {
+            unknown_fields: UnknownFields::Reject,
+            ..v()
+        };
+        let r = strict.from_json(&e).expect_err("refused when rejecting");
+        assert_eq!(r.field, "colour");
+        assert!(r.reason.starts_with("is not an event field"), "{r:?}");
+        // `location`, the alias, is an event field.
+        let alias =
+            json!({"ad_id": "a", "user_id": "u", "timestamp": 1_510_047_038, "location": "DE"});
+        assert_eq!(
+            strict.from_json(&alias).expect("alias").country.as_deref(),
+            Some("DE")
+        );
     }
 
     #[test]

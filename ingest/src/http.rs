@@ -1,39 +1,96 @@
 //! `POST /v1/clicks`: JSON ingest. The body is one JSON object, a JSON array
-//! of objects, or NDJSON (one object per line). The answer lists how many
-//! events were stored and, for each refused one, its index, field and reason.
+//! of objects, or NDJSON (one object per line), optionally gzip-compressed
+//! (`Content-Encoding: gzip`). The answer lists how many events were stored
+//! and, for each refused one, its index, field and reason.
+
+use std::io::Read;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::event::{ClickEvent, Rejection, Validator};
+use crate::metrics::Path;
 use crate::writer::IngestHandle;
 
-/// Largest accepted HTTP body, in bytes.
+/// Largest accepted HTTP body, in bytes, as sent and after decompression.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// The ingest routes, to merge into the HTTP listener's router.
 pub fn router(handle: IngestHandle) -> Router {
     Router::new()
         .route("/v1/clicks", post(post_clicks))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // The limit is applied below, so an oversized body gets a JSON answer.
+        .layer(DefaultBodyLimit::disable())
         .with_state(handle)
 }
 
-async fn post_clicks(State(handle): State<IngestHandle>, body: Bytes) -> Response {
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over {MAX_BODY_BYTES} bytes (decompressed); split it"),
+    )
+}
+
+/// The body as JSON text: read up to the limit, gunzipped when the request says so.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let raw = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    Path::Http.received(raw.len());
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(raw),
+        Some("gzip" | "x-gzip") => {
+            let mut out = Vec::new();
+            let mut decoder =
+                flate2::read::MultiGzDecoder::new(&raw[..]).take(MAX_BODY_BYTES as u64 + 1);
+            decoder.read_to_end(&mut out).map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not valid gzip (Content-Encoding: gzip): {e}"),
+                )
+            })?;
+            if out.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            Ok(Bytes::from(out))
+        }
+        Some(other) => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {other:?} is not supported; send identity or gzip"),
+        )),
+    }
+}
+
+async fn post_clicks(
+    State(handle): State<IngestHandle>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
         let reply = json!({"error": "the request body is empty; send a JSON object, a JSON array or NDJSON"});
         return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
     }
     let results = parse_body(&handle.validator(), &body);
     let total = results.len();
-    match handle.ingest(results).await {
+    match handle.ingest(Path::Http, results).await {
         Ok(outcome) => {
             let status = if total > 0 && outcome.accepted == 0 {
                 StatusCode::BAD_REQUEST
@@ -100,6 +157,7 @@ mod tests {
         Validator {
             now_micros: 1_510_047_038_000_000,
             max_future: Duration::from_secs(3600),
+            unknown_fields: crate::event::UnknownFields::Ignore,
         }
     }
 

@@ -1,11 +1,14 @@
-//! clicklake ingest: receives click events (gRPC `TrackAdClick` /
-//! `TrackAdClicks`, HTTP `POST /v1/clicks`), validates them with one set of
+//! clicklake ingest: receives click events (gRPC `TrackAdClick`,
+//! `TrackAdClicks` and the `TrackAdClickStream` client stream, HTTP
+//! `POST /v1/clicks`, Arrow batches over Flight through
+//! [`clicklake_common::sink::ClickSink`]), validates them with one set of
 //! rules, buffers them into Arrow batches and appends them to the raw Delta
 //! table `ad_clicks`. A request is acknowledged only after the commit that
 //! holds its events has succeeded.
 //!
 //! It never answers queries and never touches the rollup tables.
 
+pub mod arrow_batch;
 pub mod error;
 pub mod event;
 pub mod grpc;
@@ -19,7 +22,7 @@ use clicklake_common::StorageConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
-pub use event::{ClickEvent, Rejection};
+pub use event::{ClickEvent, Rejection, UnknownFields};
 pub use writer::{IngestHandle, WriterConfig};
 
 /// Ingest flags.
@@ -46,6 +49,11 @@ pub struct IngestArgs {
     #[arg(long, env = "CLICKLAKE_MAX_REQUEST_EVENTS", default_value_t = 100_000)]
     pub max_request_events: usize,
 
+    /// Fields that are not event fields: `ignore` stores the event without
+    /// them, `reject` refuses the event naming the field.
+    #[arg(long, env = "CLICKLAKE_UNKNOWN_FIELDS", value_enum, default_value_t = UnknownFields::Ignore)]
+    pub unknown_fields: UnknownFields,
+
     /// Refuse events whose time is further than this ahead of the server clock.
     #[arg(long, env = "CLICKLAKE_MAX_FUTURE", default_value = "1day", value_parser = humantime::parse_duration)]
     pub max_future: Duration,
@@ -60,6 +68,7 @@ impl IngestArgs {
             max_future: self.max_future,
             max_buffered_events: self.max_buffered_events.max(1),
             max_request_events: self.max_request_events.max(1),
+            unknown_fields: self.unknown_fields,
         }
     }
 }

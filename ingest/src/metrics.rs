@@ -4,8 +4,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, IntGauge, register_histogram, register_int_counter,
-    register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, exponential_buckets,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge,
 };
 
 #[allow(clippy::expect_used)]
@@ -79,6 +80,59 @@ pub static BACKPRESSURE_REFUSALS: LazyLock<IntCounter> = LazyLock::new(|| {
     ))
 });
 
+/// Requests received, by ingest path.
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    must(register_int_counter_vec!(
+        "clicklake_ingest_requests_total",
+        "Ingest requests received, by path (grpc_unary, grpc_batch, grpc_stream, http, flight)",
+        &["path"]
+    ))
+});
+
+/// Request bytes received, by ingest path.
+pub static RECEIVED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    must(register_int_counter_vec!(
+        "clicklake_ingest_received_bytes_total",
+        "Request body bytes received (as sent, before decompression), by path",
+        &["path"]
+    ))
+});
+
+/// Time from a request's arrival in the buffer to its acknowledgement.
+pub static ACK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    must(register_histogram_vec!(
+        "clicklake_ingest_ack_duration_seconds",
+        "Time from handing a request's events to the writer until their commit, by path",
+        &["path"],
+        must(exponential_buckets(0.005, 2.0, 14))
+    ))
+});
+
+/// Events per flush (one Delta commit).
+pub static BATCH_EVENTS: LazyLock<Histogram> = LazyLock::new(|| {
+    must(register_histogram!(
+        "clicklake_ingest_flush_events",
+        "Events per flush (one commit to ad_clicks)",
+        must(exponential_buckets(10.0, 4.0, 9))
+    ))
+});
+
+/// Copies of an event id dropped because an earlier copy was in the same flush.
+pub static DUPLICATES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_ingest_duplicates_dropped_total",
+        "Events not written because a copy with the same event id was already in the flush"
+    ))
+});
+
+/// Appends whose outcome was unknown and that turned out committed.
+pub static AMBIGUOUS_COMMITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_ingest_ambiguous_commits_total",
+        "Failed append attempts found committed on re-reading the table (not appended again)"
+    ))
+});
+
 /// Register every metric of the crate, so each is exported from the start.
 pub fn register() {
     LazyLock::force(&EVENTS_ACCEPTED);
@@ -89,4 +143,40 @@ pub fn register() {
     LazyLock::force(&FLUSH_SECONDS);
     LazyLock::force(&TABLE_VERSION);
     LazyLock::force(&BACKPRESSURE_REFUSALS);
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&RECEIVED_BYTES);
+    LazyLock::force(&ACK_SECONDS);
+    LazyLock::force(&BATCH_EVENTS);
+    LazyLock::force(&DUPLICATES_DROPPED);
+    LazyLock::force(&AMBIGUOUS_COMMITS);
+}
+
+/// The label values of [`REQUESTS`], [`RECEIVED_BYTES`] and [`ACK_SECONDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    GrpcUnary,
+    GrpcBatch,
+    GrpcStream,
+    Http,
+    Flight,
+}
+
+impl Path {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::GrpcUnary => "grpc_unary",
+            Self::GrpcBatch => "grpc_batch",
+            Self::GrpcStream => "grpc_stream",
+            Self::Http => "http",
+            Self::Flight => "flight",
+        }
+    }
+
+    /// Count one request of `bytes` on this path.
+    pub fn received(self, bytes: usize) {
+        REQUESTS.with_label_values(&[self.label()]).inc();
+        RECEIVED_BYTES
+            .with_label_values(&[self.label()])
+            .inc_by(bytes as u64);
+    }
 }

@@ -18,6 +18,8 @@ use clicklake_common::schema::{RAW_PARTITION, UTC, raw_schema};
 use clicklake_common::time::micros_to_days;
 use clicklake_common::{RAW_TABLE, StorageConfig};
 use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -25,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::event::{ClickEvent, Rejection, Validator};
-use crate::metrics;
+use crate::event::{ClickEvent, Rejection, UnknownFields, Validator};
+use crate::metrics::{self, Path};
 
 /// How many requests may wait for the writer before senders are held back.
 const QUEUE_REQUESTS: usize = 1024;
@@ -44,6 +46,8 @@ pub struct WriterConfig {
     pub max_buffered_events: usize,
     /// Most events in one request.
     pub max_request_events: usize,
+    /// What to do with fields that are not event fields.
+    pub unknown_fields: UnknownFields,
 }
 
 impl Default for WriterConfig {
@@ -54,6 +58,7 @@ impl Default for WriterConfig {
             max_future: Duration::from_secs(86_400),
             max_buffered_events: 1_000_000,
             max_request_events: 100_000,
+            unknown_fields: UnknownFields::Ignore,
         }
     }
 }
@@ -116,11 +121,11 @@ impl IngestHandle {
 
     /// The validation rules in force right now.
     pub fn validator(&self) -> Validator {
-        Validator::now(self.config.max_future)
+        Validator::now(self.config.max_future, self.config.unknown_fields)
     }
 
     /// Hand validated events to the writer and wait until they are committed.
-    pub async fn submit(&self, events: Vec<ClickEvent>) -> Result<()> {
+    pub async fn submit(&self, path: Path, events: Vec<ClickEvent>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -135,6 +140,7 @@ impl IngestHandle {
                 limit,
             });
         }
+        let started = Instant::now();
         let (ack, done) = oneshot::channel();
         if self.tx.send(Pending { events, ack }).await.is_err() {
             self.buffered.fetch_sub(rows, Ordering::AcqRel);
@@ -144,6 +150,9 @@ impl IngestHandle {
         match done.await {
             Ok(Ok(())) => {
                 metrics::EVENTS_ACCEPTED.inc_by(rows as u64);
+                metrics::ACK_SECONDS
+                    .with_label_values(&[path.label()])
+                    .observe(started.elapsed().as_secs_f64());
                 Ok(())
             }
             Ok(Err(reason)) => Err(Error::Commit {
@@ -158,6 +167,7 @@ impl IngestHandle {
     /// good events of a batch are kept whatever the others hold.
     pub async fn ingest(
         &self,
+        path: Path,
         results: impl IntoIterator<Item = Result<ClickEvent, Rejection>>,
     ) -> Result<Outcome> {
         let results: Vec<_> = results.into_iter().collect();
@@ -181,7 +191,7 @@ impl IngestHandle {
             }
         }
         let accepted = events.len();
-        self.submit(events).await?;
+        self.submit(path, events).await?;
         Ok(Outcome { accepted, rejected })
     }
 
@@ -202,6 +212,7 @@ async fn writer_loop(
     shutdown: CancellationToken,
     buffered: Arc<AtomicUsize>,
 ) {
+    let mut commits = Commits::new();
     let mut buffer: Vec<Pending> = Vec::new();
     let mut rows = 0usize;
     let mut oldest: Option<Instant> = None;
@@ -223,7 +234,7 @@ async fn writer_loop(
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= config.flush_interval);
         if rows >= config.flush_rows || (due && rows > 0) {
-            flush(&mut table, std::mem::take(&mut buffer)).await;
+            flush(&mut table, &mut commits, std::mem::take(&mut buffer)).await;
             buffered.fetch_sub(rows, Ordering::AcqRel);
             rows = 0;
             oldest = None;
@@ -240,20 +251,64 @@ async fn writer_loop(
             events = pending,
             "flushing the ingest buffer before shutdown"
         );
-        flush(&mut table, buffer).await;
+        flush(&mut table, &mut commits, buffer).await;
         buffered.fetch_sub(pending, Ordering::AcqRel);
+    }
+}
+
+/// This writer's commit identity: each flush's commit carries a Delta
+/// application transaction (`txn`) with the writer's own app id and the
+/// flush's sequence number. When a commit attempt fails in a way that leaves
+/// its outcome unknown (a timeout or a dropped connection after the store
+/// took the commit), the writer reads the table again and finds its own
+/// `txn`: the events are stored, and appending them again would store them
+/// twice.
+struct Commits {
+    app_id: String,
+    seq: i64,
+}
+
+impl Commits {
+    fn new() -> Self {
+        Self {
+            app_id: format!("clicklake-ingest-{}", uuid::Uuid::new_v4()),
+            seq: 0,
+        }
+    }
+
+    /// Whether the commit of flush `seq` is in the table after all.
+    async fn landed(&self, table: &DeltaTable, seq: i64) -> bool {
+        let Ok(state) = table.snapshot() else {
+            return false;
+        };
+        matches!(
+            state
+                .transaction_version(table.log_store().as_ref(), &self.app_id)
+                .await,
+            Ok(Some(v)) if v >= seq
+        )
     }
 }
 
 /// Commit the buffered requests as one append, then answer each of them.
 #[tracing::instrument(name = "ingest.flush", skip_all, fields(rows))]
-async fn flush(table: &mut DeltaTable, buffer: Vec<Pending>) {
+async fn flush(table: &mut DeltaTable, commits: &mut Commits, buffer: Vec<Pending>) {
     let rows: usize = buffer.iter().map(|p| p.events.len()).sum();
     tracing::Span::current().record("rows", rows);
     let started = Instant::now();
+    commits.seq += 1;
+    let seq = commits.seq;
+    // A copy of an event id already in this flush is not written twice.
+    let mut seen = std::collections::HashSet::with_capacity(rows);
+    let unique: Vec<&ClickEvent> = buffer
+        .iter()
+        .flat_map(|p| p.events.iter())
+        .filter(|e| seen.insert(e.event_id.as_str()))
+        .collect();
+    metrics::DUPLICATES_DROPPED.inc_by((rows - unique.len()) as u64);
     let batch = to_batch(
-        buffer.iter().flat_map(|p| p.events.iter()),
-        rows,
+        unique.iter().copied(),
+        unique.len(),
         chrono::Utc::now().timestamp_micros(),
     );
     let mut outcome: Result<(), String> = Err("no commit attempted".into());
@@ -264,6 +319,10 @@ async fn flush(table: &mut DeltaTable, buffer: Vec<Pending>) {
                 .write(vec![batch.clone()])
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns([RAW_PARTITION])
+                .with_commit_properties(
+                    CommitProperties::default()
+                        .with_application_transaction(Transaction::new(&commits.app_id, seq)),
+                )
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -271,9 +330,6 @@ async fn flush(table: &mut DeltaTable, buffer: Vec<Pending>) {
         match result {
             Ok(updated) => {
                 *table = updated;
-                if let Some(v) = table.version() {
-                    metrics::TABLE_VERSION.set(v as i64);
-                }
                 outcome = Ok(());
                 break;
             }
@@ -287,14 +343,28 @@ async fn flush(table: &mut DeltaTable, buffer: Vec<Pending>) {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 if let Err(err) = table.update_state().await {
                     warn!(%err, "reloading {RAW_TABLE} after a failed append");
+                    continue;
+                }
+                if commits.landed(table, seq).await {
+                    info!(
+                        attempt,
+                        rows, "the failed append had been committed after all"
+                    );
+                    metrics::AMBIGUOUS_COMMITS.inc();
+                    outcome = Ok(());
+                    break;
                 }
             }
         }
+    }
+    if let Some(v) = table.version() {
+        metrics::TABLE_VERSION.set(v as i64);
     }
     metrics::FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
     metrics::BUFFERED_EVENTS.sub(rows as i64);
     if outcome.is_ok() {
         metrics::FLUSHED_EVENTS.inc_by(rows as u64);
+        metrics::BATCH_EVENTS.observe(rows as f64);
     }
     for p in buffer {
         // A requester that gave up no longer listens; its events are stored anyway.

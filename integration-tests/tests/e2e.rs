@@ -52,6 +52,7 @@ impl Fixture {
                 max_future: Duration::from_secs(86_400),
                 max_buffered_events: 1_000_000,
                 max_request_events: 100_000,
+                unknown_fields: Default::default(),
             },
             compactor: CompactorArgs {
                 rollup_interval: Duration::from_millis(200),

@@ -27,6 +27,12 @@ pub enum Error {
     )]
     ReadOnly,
 
+    /// A query reached a node that only ingests.
+    #[error(
+        "this node runs the ingest role only: send queries to a `clicklake query` or `clicklake serve` node"
+    )]
+    NoQueryRole,
+
     /// The request itself is malformed (bad ticket, bad handle).
     #[error("{0}")]
     BadRequest(String),
@@ -49,6 +55,7 @@ impl From<Error> for tonic::Status {
             Error::Sql(e) => sql_status(e),
             Error::ReadOnly => tonic::Status::permission_denied(err_text_read_only()),
             Error::BadRequest(msg) => tonic::Status::invalid_argument(msg),
+            Error::NoQueryRole => tonic::Status::failed_precondition(err.to_string()),
         }
     }
 }

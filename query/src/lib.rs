@@ -2,8 +2,11 @@
 //! which the Delta tables (`ad_clicks` and the four rollups) and the stats
 //! table functions (`ad_click_stats`, `user_ad_clicks`) are registered.
 //!
-//! It only reads: it never writes raw events or rollups.
+//! It only reads: it never writes raw events or rollups. Arrow click uploads
+//! (Flight `DoPut`, bulk ingest) are handed to the node's ingest role through
+//! [`clicklake_common::sink::ClickSink`].
 
+pub mod bulk;
 pub mod catalog;
 pub mod client;
 pub mod error;

@@ -25,9 +25,9 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference,
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable,
-    SqlInfo, TicketStatementQuery, XdbcDataType,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, Nullable,
+    ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{Action, IpcMessage, SchemaAsIpc};
 use arrow_flight::{
@@ -41,8 +41,11 @@ use prost::Message;
 use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
+use clicklake_common::RAW_TABLE;
 use clicklake_common::auth::Auth;
+use clicklake_common::sink::ClickSink;
 
+use crate::bulk;
 use crate::catalog::{CATALOG, Catalog, SCHEMA};
 use crate::error::Error;
 use crate::limits::{self, QueryArgs};
@@ -142,6 +145,9 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
     b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
     b.append(SqlInfo::FlightSqlServerCancel, false);
+    // Bulk ingest appends click events to ad_clicks (on a node with the ingest role).
+    b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, false);
@@ -153,7 +159,10 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
 /// The Flight SQL server over a [`Catalog`].
 #[derive(Debug, Clone)]
 pub struct FlightSqlServer {
-    catalog: Arc<Catalog>,
+    /// The tables; `None` on a node without the query role.
+    catalog: Option<Arc<Catalog>>,
+    /// Where uploaded click batches go; `None` on a node without the ingest role.
+    sink: Option<Arc<dyn ClickSink>>,
     limits: QueryArgs,
     prepared: Arc<PreparedStatements>,
     auth: Arc<Auth>,
@@ -166,11 +175,44 @@ impl FlightSqlServer {
     /// Serve queries over `catalog`.
     pub fn new(catalog: Arc<Catalog>, limits: QueryArgs) -> Self {
         Self {
-            catalog,
+            catalog: Some(catalog),
+            sink: None,
             limits,
             prepared: Arc::new(PreparedStatements::default()),
             auth: Arc::new(Auth::default()),
         }
+    }
+
+    /// Serve only uploads (an ingest node without the query role): every
+    /// query call says which node to ask instead.
+    pub fn ingest_only(sink: Arc<dyn ClickSink>, limits: QueryArgs) -> Self {
+        Self {
+            catalog: None,
+            sink: Some(sink),
+            limits,
+            prepared: Arc::new(PreparedStatements::default()),
+            auth: Arc::new(Auth::default()),
+        }
+    }
+
+    /// Take Arrow click uploads (Flight `DoPut`, bulk ingest) into `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn ClickSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    fn catalog(&self) -> Result<&Arc<Catalog>, Status> {
+        self.catalog
+            .as_ref()
+            .ok_or_else(|| Error::NoQueryRole.into())
+    }
+
+    fn sink(&self) -> Result<&Arc<dyn ClickSink>, Status> {
+        self.sink.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node runs no ingest role: send uploads to a `clicklake ingest` or `clicklake serve` node",
+            )
+        })
     }
 
     /// Log users in with `auth` (the calls themselves are checked by the
@@ -195,7 +237,8 @@ impl FlightSqlServer {
             return Err(Error::ReadOnly);
         }
         let planning = async {
-            let ctx = self.catalog.context(runtime).await?;
+            let catalog = self.catalog.as_ref().ok_or(Error::NoQueryRole)?;
+            let ctx = catalog.context(runtime).await?;
             let options = SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
@@ -550,6 +593,52 @@ impl FlightSqlService for FlightSqlServer {
         )))
     }
 
+    #[tracing::instrument(name = "query.bulk_ingest", skip_all, fields(table = %command.table))]
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let sink = self.sink()?.clone();
+        bulk::check_ingest_command(&command)?;
+        let outcome = bulk::ingest_stream(sink, request.into_inner()).await?;
+        if !outcome.rejected.is_empty() {
+            return Err(bulk::partial_failure(&outcome));
+        }
+        Ok(outcome.accepted as i64)
+    }
+
+    /// A plain Flight `DoPut` of click batches: descriptor path `["ad_clicks"]`;
+    /// the one `PutResult` carries `{"accepted": n, "rejected": [...]}` as JSON.
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        let mut data = request.into_inner();
+        let path = match data.peek().await {
+            Some(Ok(first)) => first.flight_descriptor.as_ref().map(|d| d.path.clone()),
+            _ => None,
+        };
+        if path.as_deref() != Some(&[RAW_TABLE.to_string()][..]) {
+            return Err(Status::invalid_argument(format!(
+                "DoPut takes click batches with the descriptor path [\"{RAW_TABLE}\"] or a Flight SQL command; got {}",
+                if message.type_url.is_empty() {
+                    format!("path {path:?}")
+                } else {
+                    format!("command {}", message.type_url)
+                }
+            )));
+        }
+        let outcome = bulk::ingest_stream(self.sink()?.clone(), data).await?;
+        let body = serde_json::to_vec(&outcome)
+            .map_err(|e| Status::internal(format!("encoding the upload result: {e}")))?;
+        let result = arrow_flight::PutResult {
+            app_metadata: body.into(),
+        };
+        Ok(Response::new(Box::pin(stream::iter([Ok(result)]))))
+    }
+
     async fn get_flight_info_catalogs(
         &self,
         query: CommandGetCatalogs,
@@ -617,7 +706,7 @@ impl FlightSqlService for FlightSqlServer {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = self
-            .catalog
+            .catalog()?
             .context(limits::runtime(&self.limits).map_err(Error::from)?)
             .await?;
         let mut builder = query.into_builder();
