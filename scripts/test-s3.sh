@@ -31,4 +31,8 @@ export AWS_ALLOW_HTTP=true
 export AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
 # Every store the tests open lives below this bucket (one prefix per test store).
 export CLICKLAKE_TEST_S3=s3://clicklake
-"$PY" -m pytest -v tests/s3 tests/python
+# The drills stop and restart the gateway (tests/s3/test_s3_drills.py).
+export CLICKLAKE_RGW_DIR="$DIR"
+# Arguments, when given, replace the test paths (e.g. one file, or -k NAME).
+if [ $# -eq 0 ]; then set -- tests/s3 tests/python; fi
+"$PY" -m pytest -v "$@"
