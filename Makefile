@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python test-s3 test-kills python-env fmt lint clean-data
+.PHONY: help build demo test test-rust test-python test-s3 test-kills bench bench-ingest python-env fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,11 +37,17 @@ test-python: build python-env ## End-to-end tests through the Python ADBC Flight
 	CLICKLAKE_BIN=$(BIN) $(PY) -m pytest -v tests/python
 
 KILLS ?= 100
-test-kills: build python-env ## The SIGKILL drill in its long mode (KILLS=100 by default; `make test` runs 5)
-	CLICKLAKE_BIN=$(BIN) CLICKLAKE_KILLS=$(KILLS) $(PY) -m pytest -v tests/python/test_durability.py -k sigkill
+test-kills: build python-env ## The SIGKILL drills in their long mode (KILLS=100 by default; `make test` runs 10 and 5)
+	CLICKLAKE_BIN=$(BIN) CLICKLAKE_DRILL_KILLS=$(KILLS) CLICKLAKE_KILLS=$(KILLS) $(PY) -m pytest -v -s \
+		tests/python/test_drills.py tests/python/test_durability.py -k sigkill
 
 test-s3: build python-env ## The end-to-end suite on a real S3 server (Ceph RGW on loopback, installed if missing)
 	CLICKLAKE_BIN=$(BIN) PY=$(PY) scripts/test-s3.sh
+
+bench: bench-ingest ## Every benchmark; each rewrites its section of docs/BENCHMARKS.md
+
+bench-ingest: build ## Ingest throughput, ack latency and RSS per path (Flight, stream, batch, HTTP, unary)
+	python3 scripts/bench-ingest.py --bin $(BIN)
 
 fmt: ## Format the code
 	cargo fmt --all
