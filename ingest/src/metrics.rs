@@ -3,6 +3,8 @@
 
 use std::sync::LazyLock;
 
+use crate::event::FIELDS;
+
 use prometheus::{
     Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, exponential_buckets,
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
@@ -149,6 +151,32 @@ pub fn register() {
     LazyLock::force(&BATCH_EVENTS);
     LazyLock::force(&DUPLICATES_DROPPED);
     LazyLock::force(&AMBIGUOUS_COMMITS);
+    // Every label value exists at zero from the start, so `rate()` sees the
+    // first increment of each series.
+    for path in Path::ALL {
+        REQUESTS.with_label_values(&[path.label()]);
+        RECEIVED_BYTES.with_label_values(&[path.label()]);
+        ACK_SECONDS.with_label_values(&[path.label()]);
+    }
+    for field in REJECTION_LABELS.iter().chain(&FIELDS) {
+        EVENTS_REJECTED.with_label_values(&[field]);
+    }
+}
+
+/// The `field` label values of [`EVENTS_REJECTED`] besides the event fields:
+/// the whole event, the raw table's time column, and any field outside
+/// [`FIELDS`] (one label, so a producer's field names cannot grow the metric).
+const REJECTION_LABELS: [&str; 3] = ["event", "event_time", UNKNOWN_FIELD];
+const UNKNOWN_FIELD: &str = "unknown_field";
+
+/// Count one event refused for `field`.
+pub fn rejected(field: &str) {
+    let label = if FIELDS.contains(&field) || REJECTION_LABELS.contains(&field) {
+        field
+    } else {
+        UNKNOWN_FIELD
+    };
+    EVENTS_REJECTED.with_label_values(&[label]).inc();
 }
 
 /// The label values of [`REQUESTS`], [`RECEIVED_BYTES`] and [`ACK_SECONDS`].
@@ -162,6 +190,14 @@ pub enum Path {
 }
 
 impl Path {
+    pub const ALL: [Path; 5] = [
+        Self::GrpcUnary,
+        Self::GrpcBatch,
+        Self::GrpcStream,
+        Self::Http,
+        Self::Flight,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::GrpcUnary => "grpc_unary",

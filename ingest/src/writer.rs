@@ -171,10 +171,16 @@ impl IngestHandle {
         results: impl IntoIterator<Item = Result<ClickEvent, Rejection>>,
     ) -> Result<Outcome> {
         let results: Vec<_> = results.into_iter().collect();
-        if results.len() > self.config.max_request_events {
+        // A request over the buffer's size could never be taken: refuse it as
+        // too large, not with a retry hint.
+        let limit = self
+            .config
+            .max_request_events
+            .min(self.config.max_buffered_events);
+        if results.len() > limit {
             return Err(Error::TooLarge {
                 events: results.len(),
-                limit: self.config.max_request_events,
+                limit,
             });
         }
         let mut events = Vec::new();
@@ -183,9 +189,7 @@ impl IngestHandle {
             match r {
                 Ok(e) => events.push(e),
                 Err(rej) => {
-                    metrics::EVENTS_REJECTED
-                        .with_label_values(&[rej.field.as_str()])
-                        .inc();
+                    metrics::rejected(&rej.field);
                     rejected.push(rej.at(index));
                 }
             }

@@ -31,7 +31,22 @@ pub static START_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 pub fn register() {
     LazyLock::force(&STATEMENTS);
     LazyLock::force(&START_SECONDS);
+    // Every outcome exists at zero from the start, so `rate()` sees the first one.
+    for outcome in OUTCOMES {
+        STATEMENTS.with_label_values(&[outcome]);
+    }
 }
+
+/// The label values [`outcome`] gives.
+const OUTCOMES: [&str; 7] = [
+    "ok",
+    "invalid",
+    "refused",
+    "unauthenticated",
+    "resources",
+    "unavailable",
+    "error",
+];
 
 /// The outcome label of a status.
 pub fn outcome(status: Option<&tonic::Status>) -> &'static str {

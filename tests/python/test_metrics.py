@@ -54,6 +54,23 @@ def test_counters_after_a_known_load(loaded):
     assert m['clicklake_query_statements_total{outcome="ok"}'] == 3
 
 
+def test_every_label_set_exists_at_zero_before_any_traffic(tmp_path):
+    s = Server(tmp_path / "lake")
+    try:
+        m = s.metrics()
+        for path in ["grpc_unary", "grpc_batch", "grpc_stream", "http", "flight"]:
+            assert m[f'clicklake_ingest_requests_total{{path="{path}"}}'] == 0, path
+            assert m[f'clicklake_ingest_received_bytes_total{{path="{path}"}}'] == 0, path
+            assert m[f'clicklake_ingest_ack_duration_seconds_count{{path="{path}"}}'] == 0, path
+        for field in ["event", "event_id", "ad_id", "user_id", "timestamp", "device", "os", "country",
+                      "location", "campaign_id", "is_conversion", "unknown_field"]:
+            assert m[f'clicklake_ingest_events_rejected_total{{field="{field}"}}'] == 0, field
+        for outcome in ["ok", "invalid", "refused", "unauthenticated", "resources", "unavailable", "error"]:
+            assert m[f'clicklake_query_statements_total{{outcome="{outcome}"}}'] == 0, outcome
+    finally:
+        s.stop()
+
+
 def test_every_metric_in_the_alert_rules_is_exported(loaded):
     exported = {re.sub(r"(_bucket|_sum|_count)?(\{.*\})?$", "", name) for name in loaded.metrics()}
     used = set(re.findall(r"clicklake_[a-z_]+", RULES.read_text()))
