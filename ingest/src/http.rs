@@ -38,12 +38,22 @@ fn error(status: StatusCode, message: String) -> Response {
 fn too_large() -> Response {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is over {MAX_BODY_BYTES} bytes (decompressed); split it"),
+        format!(
+            "the request body is over {MAX_BODY_BYTES} bytes (as sent or decompressed); split it"
+        ),
     )
 }
 
 /// The body as JSON text: read up to the limit, gunzipped when the request says so.
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    // A declared length over the limit is refused before the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
     let raw = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| too_large())?;

@@ -236,6 +236,17 @@ def test_bad_gzip_is_400_other_encodings_are_415_and_nothing_is_stored(node, con
     assert stored(conn, "badgz-") == (1, 1)
 
 
+def test_a_declared_length_over_64_mib_is_413_before_the_body_is_sent(node, conn):
+    import socket
+    host, port = node.http.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/clicks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000000\r\n\r\n[]")
+        head = sock.recv(65536).decode(errors="replace")
+    assert head.startswith("HTTP/1.1 413"), head
+    assert "is over 67108864 bytes" in head, head
+
+
 def test_a_gzip_body_over_64_mib_decompressed_is_413(node, conn):
     body = gzip.compress(b" " * (64 * 1024 * 1024) + json.dumps(
         {"event_id": "bomb-1", "ad_id": "bomb", "user_id": "u", "timestamp": "2017-12-01T10:00:00Z"}).encode(),
@@ -408,6 +419,10 @@ def test_unknown_fields_reject_names_the_field_and_keeps_the_rest(tmp_path):
         with flightsql.connect(s.uri, autocommit=True) as c:
             assert rows(c, "SELECT event_id, country FROM ad_clicks ORDER BY event_id") == [
                 ("uf-0", None), ("uf-2", "DE")]
+        # A producer's own field names do not become metric labels.
+        m = metrics(s.http)
+        assert m['clicklake_ingest_events_rejected_total{field="unknown_field"}'] == 2
+        assert not [k for k in m if "colour" in k], [k for k in m if "colour" in k]
     finally:
         s.stop()
 
