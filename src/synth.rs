@@ -42,7 +42,7 @@ pub enum SendPath {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
-    /// Events to generate (duplicates included).
+    /// Distinct events to generate (the resent copies of --duplicates come on top).
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
 
@@ -201,18 +201,18 @@ impl Generator {
         if span_us <= 0 || args.ads == 0 || args.users == 0 {
             bail!("--span, --ads and --users must be positive");
         }
-        // Mean of 1/busyness over a day, so the steps add up to the span.
+        // A step of `step_us / busyness` at each event puts busyness/step_us
+        // events in each microsecond, so the events fill the span when
+        // step_us = span * mean busyness / events.
         let samples = 24 * 60;
-        let mean_inverse = (0..samples)
-            .map(|m| 1.0 / busyness(m * 60_000_000))
-            .sum::<f64>()
-            / samples as f64;
+        let mean_busyness =
+            (0..samples).map(|m| busyness(m * 60_000_000)).sum::<f64>() / samples as f64;
         Ok(Self {
             rng: Rng(args.seed),
             args: args.clone(),
             start_us,
             clock_us: start_us,
-            step_us: span_us as f64 / args.events.max(1) as f64 / mean_inverse,
+            step_us: span_us as f64 * mean_busyness / args.events.max(1) as f64,
             n: 0,
             pending_duplicate: None,
         })
@@ -343,7 +343,8 @@ pub async fn run(args: GenArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
-                    "{path:?}: {} events acknowledged in {:.1}s = {:.0} events/s; {} requests, ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    "{}: {} events acknowledged in {:.1}s = {:.0} events/s; {} requests, ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    report.path,
                     report.events,
                     report.seconds,
                     report.events_per_second,
@@ -722,6 +723,14 @@ mod tests {
             })
             .count();
         assert!(late > 1_000 && late < 3_000, "{late} late events");
+        // The events fill the span (30 days by default), not a part of it.
+        let start = Generator::new(&a).expect("gen").start_us;
+        let last = first.iter().map(time_of).max().expect("events") - start;
+        let span = 30.0 * 86_400e6;
+        assert!(
+            (0.97..1.01).contains(&(last as f64 / span)),
+            "last event {last} µs after the start"
+        );
         // Power-law skew: ad-0..ad-999 (10% of ads) take close to 46% of clicks.
         let top = first
             .iter()
