@@ -35,6 +35,20 @@ def store_location(store: pathlib.Path) -> str:
     return f"{s3.rstrip('/')}/{hashlib.sha1(str(store).encode()).hexdigest()[:16]}"
 
 
+def start_role(store, role, *flags):
+    """Start one `clicklake ROLE` process on `store`: (process, grpc address, http address)."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    log = open(store.parent / f"{role}-{time.time_ns()}.log", "w")
+    proc = subprocess.Popen([clicklake_bin(), role, "--store", store_location(store), *flags],
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()
+    if "clicklake serving" not in line:
+        proc.kill()
+        raise AssertionError(f"{role} did not start: {line!r}; see {log.name}")
+    grpc, http = line.split("grpc=")[1].split()[0], line.split("http=")[1].split()[0]
+    return proc, grpc, http
+
+
 def metrics(http_addr: str) -> dict:
     """A process's Prometheus metrics, name (with labels) -> value."""
     with urllib.request.urlopen(f"http://{http_addr}/metrics", timeout=10) as r:

@@ -24,7 +24,7 @@ import urllib.request
 
 import adbc_driver_flightsql.dbapi as flightsql
 
-from conftest import DATA, Server, clicklake_bin, metrics, rows, store_location
+from conftest import DATA, Server, clicklake_bin, metrics, rows, start_role
 
 KILLS = int(os.environ.get("CLICKLAKE_KILLS", "5"))
 
@@ -119,17 +119,6 @@ def td_event_id(line_no: int, fields: list) -> str:
     """The documented id of a TalkingData row (docs/DATA_LAYOUT.md)."""
     h = hashlib.sha256(line_no.to_bytes(8, "little") + ",".join(fields).encode()).hexdigest()
     return "td-" + h[:32]
-
-
-def start_role(store, role, *flags):
-    store.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([clicklake_bin(), role, "--store", store_location(store), *flags],
-                            stdout=subprocess.PIPE, stderr=open(store.parent / f"{role}-{os.getpid()}-{time.time()}.log", "w"),
-                            text=True)
-    line = proc.stdout.readline()
-    assert "clicklake serving" in line, f"{role} did not start: {line!r}"
-    grpc, http = line.split("grpc=")[1].split()[0], line.split("http=")[1].split()[0]
-    return proc, grpc, http
 
 
 def test_two_ingest_nodes_and_resends_on_every_path_count_once(tmp_path):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from conftest import Server, clicklake_bin, metrics, rows, store_location
+from conftest import Server, metrics, rows, start_role
 
 UTC = datetime.timezone.utc
 # pyarrow raises ArrowInvalid etc. (not FlightError) for some gRPC codes.
@@ -440,19 +440,6 @@ def test_unknown_fields_are_ignored_by_default(node, conn):
 
 
 # ---------------------------------------------------------------- 5. exactly once across paths and nodes
-
-def start_role(store, role, *flags):
-    store.parent.mkdir(parents=True, exist_ok=True)
-    log = open(store.parent / f"{role}-{time.time_ns()}.log", "w")
-    proc = subprocess.Popen([clicklake_bin(), role, "--store", store_location(store), *flags],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline()
-    if "clicklake serving" not in line:
-        proc.kill()
-        raise AssertionError(f"{role} did not start: {line!r}; see {log.name}")
-    grpc, http = line.split("grpc=")[1].split()[0], line.split("http=")[1].split()[0]
-    return proc, grpc, http
-
 
 def send(path, grpc, http, events):
     """Send one request of `events` through `path`; assert all were stored."""
