@@ -12,6 +12,8 @@
 --                carry another time, ad or user. The breakdowns agree.
 -- unique_users = distinct user ids in the window, computed from the events of
 --                the window itself, never summed from finer windows.
+-- users_sketch = the HLL sketch of the same user ids (hll_sketch), which
+--                coarser windows and other engines can merge.
 -- clicks_by_device / clicks_by_country: JSON objects {"<value>": clicks, ...},
 --                keys sorted, a missing value counted under "unknown".
 WITH numbered AS (
@@ -36,6 +38,7 @@ totals AS (
     SELECT window_start, ad_id,
            count(*) AS clicks,
            count(DISTINCT user_id) AS unique_users,
+           hll_sketch(user_id) AS users_sketch,
            sum(CASE WHEN is_conversion THEN 1 ELSE 0 END) AS conversions
     FROM windowed
     GROUP BY window_start, ad_id
@@ -74,6 +77,7 @@ SELECT t.window_start,
        t.conversions,
        d.clicks_by_device,
        c.clicks_by_country,
+       t.users_sketch,
        CAST(t.window_start AS DATE) AS window_date
 FROM totals AS t
 JOIN by_device AS d ON d.window_start = t.window_start AND d.ad_id = t.ad_id

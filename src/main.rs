@@ -44,6 +44,10 @@ enum Command {
     Backfill(jobs::BackfillArgs),
     /// Recount raw events, compare with every rollup level, report (and --repair) differences.
     Reconcile(jobs::ReconcileArgs),
+    /// Remove later copies of event ids, enforce retention, cluster and bin-pack small files.
+    Optimize(jobs::OptimizeArgs),
+    /// Delete data files no table version younger than the retention references.
+    Vacuum(jobs::VacuumArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +83,8 @@ fn run() -> anyhow::Result<()> {
             Command::Sql(args) => sql::run(args).await,
             Command::Backfill(args) => jobs::backfill(args).await,
             Command::Reconcile(args) => jobs::reconcile(args).await,
+            Command::Optimize(args) => jobs::optimize(args).await,
+            Command::Vacuum(args) => jobs::vacuum(args).await,
         }
     })
 }

@@ -49,7 +49,11 @@ pub fn raw_schema() -> SchemaRef {
 /// `clicks_by_device` and `clicks_by_country` are JSON objects mapping a
 /// device (country) to its click count in the window; missing values are
 /// counted under `"unknown"`. `unique_users_exact` says whether
-/// `unique_users` is an exact distinct count.
+/// `unique_users` is an exact distinct count; `users_sketch` is the window's
+/// mergeable HLL sketch of user ids (docs/DATA_LAYOUT.md gives its
+/// encoding). `is_final` says the window ended before the watermark;
+/// `revision` counts the rewrites that changed the window after it became
+/// final, the last at `revised_at`.
 pub fn rollup_schema(level: Level) -> SchemaRef {
     let mut fields = vec![
         Field::new("window_start", ts_type(), false),
@@ -60,6 +64,10 @@ pub fn rollup_schema(level: Level) -> SchemaRef {
         Field::new("conversions", DataType::Int64, false),
         Field::new("clicks_by_device", DataType::Utf8, false),
         Field::new("clicks_by_country", DataType::Utf8, false),
+        Field::new("users_sketch", DataType::Binary, false),
+        Field::new("is_final", DataType::Boolean, false),
+        Field::new("revision", DataType::Int64, false),
+        Field::new("revised_at", ts_type(), true),
     ];
     if level.partitioned() {
         fields.push(Field::new(ROLLUP_PARTITION, DataType::Date32, false));
@@ -76,6 +84,7 @@ pub fn delta_fields(schema: &Schema) -> Vec<StructField> {
             let ty = match f.data_type() {
                 DataType::Utf8 => DeltaType::STRING,
                 DataType::Int64 => DeltaType::LONG,
+                DataType::Binary => DeltaType::BINARY,
                 DataType::Boolean => DeltaType::BOOLEAN,
                 DataType::Date32 => DeltaType::DATE,
                 DataType::Timestamp(_, _) => DeltaType::TIMESTAMP,

@@ -144,6 +144,13 @@ impl StorageConfig {
             .with_table_name(table)
             .with_columns(delta_fields(schema))
             .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+            // Rewrites (optimize, copy removal, retention) must not fail
+            // because ingest appended meanwhile: blind appends never conflict
+            // (spelled as the Delta kernel parses it).
+            .with_configuration_property(
+                deltalake::TableProperty::IsolationLevel,
+                Some("writeSerializable"),
+            )
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {

@@ -91,6 +91,7 @@ impl Backfill {
         let ctx = rollups.raw_context(raw_version).await?;
         let dates = self.dates();
         load_candidates(&ctx, Some(&level_ranges(Level::Month, &dates))).await?;
+        let finality = rollups.finality_of(&ctx).await?;
         let mut metrics = BackfillMetrics {
             raw_version,
             rows: Vec::new(),
@@ -100,7 +101,7 @@ impl Backfill {
             let mut attempt = 1;
             let rows = loop {
                 let table = rollups.level_table(level);
-                match rewrite_level(&ctx, level, table, Some(&ranges), None).await {
+                match rewrite_level(&ctx, level, table, Some(&ranges), None, finality).await {
                     Ok(rows) => break rows,
                     Err(err) if attempt < ATTEMPTS => {
                         warn!(%level, attempt, %err, "backfill commit failed; retrying on a fresh snapshot");

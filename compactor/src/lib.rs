@@ -13,6 +13,7 @@
 
 pub mod backfill;
 pub mod error;
+pub mod housekeeping;
 pub mod metrics;
 pub mod reconcile;
 pub mod rollup;
@@ -25,8 +26,9 @@ use tracing::{error, info};
 
 pub use backfill::{Backfill, BackfillMetrics};
 pub use error::{Error, Result};
+pub use housekeeping::{HousekeepingArgs, OptimizeReport, VacuumReport};
 pub use reconcile::{Difference, Reconcile, ReconcileReport};
-pub use rollup::{RollupMetrics, Rollups};
+pub use rollup::{Clock, DEFAULT_LATENESS, Finality, RollupMetrics, Rollups};
 
 /// Compactor flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +36,19 @@ pub struct CompactorArgs {
     /// How often the compactor looks for new raw commits to roll up.
     #[arg(long, env = "CLICKLAKE_ROLLUP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub rollup_interval: Duration,
+
+    /// How far behind the newest event time a window stays provisional; the
+    /// watermark is the newest event time minus this.
+    #[arg(long, env = "CLICKLAKE_ALLOWED_LATENESS", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub allowed_lateness: Duration,
+
+    /// How often the compactor runs optimize, retention and vacuum over every
+    /// table (0 turns the automatic runs off; `clicklake optimize` still works).
+    #[arg(long, env = "CLICKLAKE_OPTIMIZE_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub optimize_interval: Duration,
+
+    #[command(flatten)]
+    pub housekeeping: HousekeepingArgs,
 }
 
 /// Keep the rollups current until `shutdown` is cancelled.
@@ -42,13 +57,22 @@ pub async fn run(
     args: CompactorArgs,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let mut rollups = Rollups::open(&storage).await?;
+    let mut rollups = Rollups::open(&storage)
+        .await?
+        .with_allowed_lateness(args.allowed_lateness);
     let mut tick = tokio::time::interval(args.rollup_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_housekeeping = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if !args.optimize_interval.is_zero()
+            && last_housekeeping.elapsed() >= args.optimize_interval
+        {
+            last_housekeeping = tokio::time::Instant::now();
+            housekeeping(&storage, &args.housekeeping).await;
         }
         match rollups.run_once().await {
             Ok(m) if m.raw_versions > 0 => info!(?m, "rolled up"),
@@ -59,4 +83,25 @@ pub async fn run(
     }
     info!("compactor stopped");
     Ok(())
+}
+
+/// One automatic optimize, retention and vacuum pass over every table; a
+/// failure is logged and counted, and the next pass tries again.
+async fn housekeeping(storage: &StorageConfig, args: &HousekeepingArgs) {
+    let now = chrono::Utc::now().timestamp_micros();
+    for table in clicklake_common::schema::all_tables() {
+        match housekeeping::optimize_table(storage, table, args, now).await {
+            Ok(r) => info!(?r, "optimize pass"),
+            Err(err) => {
+                metrics::HOUSEKEEPING_ERRORS.inc();
+                error!(%err, table, "optimize pass failed");
+            }
+        }
+        if let Err(err) =
+            housekeeping::vacuum_table(storage, table, args.vacuum_retention, false, false).await
+        {
+            metrics::HOUSEKEEPING_ERRORS.inc();
+            error!(%err, table, "vacuum pass failed");
+        }
+    }
 }

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounter, IntGauge, IntGaugeVec, register_histogram, register_int_counter,
-    register_int_gauge, register_int_gauge_vec,
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 #[allow(clippy::expect_used)]
@@ -53,10 +53,40 @@ pub static RECONCILE_DIFFERENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     ))
 });
 
+/// The watermark: newest event time minus the allowed lateness.
+pub static WATERMARK: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(register_int_gauge!(
+        "clicklake_compactor_watermark_seconds",
+        "Watermark (newest event time minus allowed lateness), seconds since the epoch"
+    ))
+});
+
+/// Events rolled up behind the watermark, by how far behind the newest event.
+pub static LATE_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    must(register_int_counter_vec!(
+        "clicklake_compactor_late_events_total",
+        "Events that arrived behind the watermark, by lateness (behind the newest event time)",
+        &["lateness"]
+    ))
+});
+
+/// Optimize, retention or vacuum passes that failed.
+pub static HOUSEKEEPING_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(register_int_counter!(
+        "clicklake_compactor_housekeeping_errors_total",
+        "Optimize, retention or vacuum passes that failed (retried on the next pass)"
+    ))
+});
+
 /// Register every metric of the crate, so each is exported from the start.
 pub fn register() {
     LazyLock::force(&ROLLUP_RUNS);
     LazyLock::force(&ROLLUP_ERRORS);
     LazyLock::force(&ROLLED_UP_VERSION);
     LazyLock::force(&ROLLUP_SECONDS);
+    LazyLock::force(&WATERMARK);
+    LazyLock::force(&HOUSEKEEPING_ERRORS);
+    for (label, _) in crate::rollup::LATENESS_BUCKETS {
+        LATE_EVENTS.with_label_values(&[label]);
+    }
 }

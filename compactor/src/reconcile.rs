@@ -20,7 +20,7 @@ use tracing::info;
 use crate::backfill::Backfill;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::rollup::{Rollups, level_ranges, load_candidates, range_filter, recount};
+use crate::rollup::{Rollups, counts_schema, level_ranges, level_rows, load_candidates, recount};
 
 /// One (level, window, ad) whose rollup differs from the recount. `None`
 /// means the row is missing on that side.
@@ -89,19 +89,9 @@ impl Reconcile {
             };
             let ranges = level_ranges(level, &dates);
             let expected = recount(&ctx, level, Some(&ranges)).await?;
-            let schema = clicklake_common::schema::rollup_schema(level);
-            let expected = MemTable::try_new(schema, vec![expected]).map_err(query_err)?;
-            let table = rollups.level_table(level).clone();
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(crate::rollup::delta(level.table()))?;
-            let provider = table.table_provider().await.map_err(query_err)?;
-            let filter = range_filter(&ranges, "window_start", None);
-            let actual = ctx
-                .read_table(provider)
-                .map_err(query_err)?
-                .filter(filter)
-                .map_err(query_err)?;
+            let expected =
+                MemTable::try_new(counts_schema(level), vec![expected]).map_err(query_err)?;
+            let actual = level_rows(&ctx, level, rollups.level_table(level), Some(&ranges)).await?;
             for name in ["expected", "actual"] {
                 ctx.deregister_table(name).map_err(query_err)?;
             }
@@ -124,6 +114,7 @@ impl Reconcile {
             report.differences.extend(found);
         }
         if self.repair {
+            let finality = rollups.finality_of(&ctx).await?;
             let levels: Vec<Level> = Level::ALL
                 .into_iter()
                 .filter(|l| report.differences.iter().any(|d| d.level == *l))
@@ -131,7 +122,8 @@ impl Reconcile {
             for level in &levels {
                 let ranges = level_ranges(*level, &dates);
                 let table = rollups.level_table(*level);
-                crate::rollup::rewrite_level(&ctx, *level, table, Some(&ranges), None).await?;
+                crate::rollup::rewrite_level(&ctx, *level, table, Some(&ranges), None, finality)
+                    .await?;
                 metrics::RECONCILE_DIFFERENCES
                     .with_label_values(&[level.unit()])
                     .set(0);

@@ -10,6 +10,14 @@
 //! restart resumes from the recorded version; running again over the same
 //! raw version does nothing; re-running a window rewrites the same rows.
 //!
+//! Finality: the watermark is the newest event time in `ad_clicks` minus
+//! the allowed lateness. A window that ends at or before it is final
+//! (`is_final`), a later one provisional. A run also rewrites the dates the
+//! watermark moved across, so the flags stay current; a final window whose
+//! values change is counted as revised (`revision`, `revised_at`), and the
+//! events that arrived behind the watermark are counted by lateness
+//! (`clicklake_compactor_late_events_total`).
+//!
 //! Concurrency: ingest may append to `ad_clicks` while a run works, since
 //! the run reads one pinned raw snapshot and records exactly that version.
 //! One compactor per store is expected; a second one would rewrite the same
@@ -18,18 +26,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, UTC, raw_schema, rollup_schema};
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
-use clicklake_sql::{ROLLUP_SOURCE, rollup_sql};
+use clicklake_sql::{ROLLUP_SOURCE, finality_sql, rollup_sql};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{Expr, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -46,6 +54,29 @@ pub const PROGRESS_APP_ID: &str = "clicklake-rollup";
 
 pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
+/// The column of the raw scan that names each row's data file.
+const FILE_COLUMN: &str = "__clicklake_file";
+
+/// The time of a rewrite, in microseconds since the epoch (a mock in tests).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// What a rewrite needs to flag windows final and count revisions, all in
+/// microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finality {
+    /// Windows ending at or before it are final.
+    pub watermark: i64,
+    /// The watermark the replaced rows were written under.
+    pub previous: i64,
+    /// The time of the rewrite.
+    pub now: i64,
+}
+
+/// The watermark of a newest event time (`i64::MIN`: no event yet).
+fn watermark_of(max_event_time: Option<i64>, lateness: i64) -> i64 {
+    max_event_time.map_or(i64::MIN, |t| t.saturating_sub(lateness))
+}
+
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollupMetrics {
@@ -57,6 +88,10 @@ pub struct RollupMetrics {
     pub dates: Option<usize>,
     /// Rollup rows written, per level, finest first.
     pub rows: [usize; 4],
+    /// The watermark after the run (µs since the epoch; `i64::MIN`: none).
+    pub watermark: i64,
+    /// Events of this run that arrived behind the previous watermark.
+    pub late_events: u64,
 }
 
 /// The raw table and the four rollup tables of one store.
@@ -66,12 +101,19 @@ pub struct Rollups {
     /// Raw version known to need no work (newer than the recorded progress
     /// when commits added no files, e.g. an empty write).
     checked: Option<i64>,
+    /// Allowed lateness, µs.
+    lateness: i64,
+    clock: Clock,
+    /// The newest event time at a raw version (`None` inside: no events).
+    newest: Option<(i64, Option<i64>)>,
 }
 
 impl std::fmt::Debug for Rollups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rollups")
             .field("checked", &self.checked)
+            .field("lateness", &self.lateness)
+            .field("newest", &self.newest)
             .finish()
     }
 }
@@ -105,6 +147,45 @@ impl Rollups {
             raw,
             levels,
             checked: None,
+            lateness: DEFAULT_LATENESS.as_micros() as i64,
+            clock: Arc::new(|| chrono::Utc::now().timestamp_micros()),
+            newest: None,
+        })
+    }
+
+    /// How far behind the newest event time a window stays provisional.
+    pub fn with_allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The clock that stamps `revised_at` (tests pass a mock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The newest event time of `ad_clicks` at `version`.
+    async fn newest_at(&mut self, version: i64) -> Result<Option<i64>> {
+        if let Some((v, newest)) = self.newest
+            && v == version
+        {
+            return Ok(newest);
+        }
+        let ctx = self.raw_context(version).await?;
+        let newest = newest_event_time(&ctx, RAW_TABLE).await?;
+        self.newest = Some((version, newest));
+        Ok(newest)
+    }
+
+    /// The finality of a one-off rewrite (backfill, repair) over a pinned
+    /// raw session: the watermark of the whole table, now.
+    pub(crate) async fn finality_of(&self, ctx: &SessionContext) -> Result<Finality> {
+        let watermark = watermark_of(newest_event_time(ctx, RAW_TABLE).await?, self.lateness);
+        Ok(Finality {
+            watermark,
+            previous: watermark,
+            now: (self.clock)(),
         })
     }
 
@@ -146,38 +227,81 @@ impl Rollups {
         let progress = self.progress().await?;
         let done = progress.max(self.checked).unwrap_or(-1);
         metrics::ROLLED_UP_VERSION.set(progress.unwrap_or(-1));
+        let newest = match progress {
+            Some(p) => self.newest_at(p).await?,
+            None => None,
+        };
+        let previous = watermark_of(newest, self.lateness);
         if done >= current {
             return Ok(RollupMetrics {
                 raw_version: current,
+                watermark: previous,
                 ..Default::default()
             });
         }
-        let dates = match progress {
-            Some(p) => self.changed_dates(p + 1, current).await?,
+        let changed = match progress {
+            Some(p) => self.changed_files(p + 1, current).await?,
             None => None,
         };
         let mut m = RollupMetrics {
             raw_versions: (current - done) as u64,
             raw_version: current,
-            dates: dates.as_ref().map(BTreeSet::len),
-            rows: [0; 4],
+            dates: changed.as_ref().map(|c| c.dates.len()),
+            watermark: previous,
+            ..Default::default()
         };
-        if dates.as_ref().is_some_and(BTreeSet::is_empty) {
+        if changed.as_ref().is_some_and(|c| c.dates.is_empty()) {
             // The new commits added no data files: nothing to recompute.
             self.checked = Some(current);
             return Ok(m);
         }
         let ctx = self.raw_context(current).await?;
-        let month_ranges = dates.as_ref().map(|d| level_ranges(Level::Month, d));
-        load_candidates(&ctx, month_ranges.as_deref()).await?;
+        let mut dates = changed.as_ref().map(|c| c.dates.clone());
+        load_candidates(&ctx, dates.as_ref().map(month_ranges).as_deref()).await?;
+        let newest = newest.max(newest_event_time(&ctx, CANDIDATES).await?);
+        let watermark = watermark_of(newest, self.lateness);
+        if let Some(dates) = dates.as_mut()
+            && previous > i64::MIN
+            && watermark > previous
+        {
+            // Windows the watermark moved across change their flag: rewrite
+            // their dates too, with candidates that cover them.
+            let first = previous.div_euclid(DAY_MICROS) as i32;
+            let last = (watermark - 1).div_euclid(DAY_MICROS) as i32;
+            let before = dates.len();
+            dates.extend(first..=last);
+            if dates.len() > before {
+                load_candidates(&ctx, Some(&month_ranges(dates))).await?;
+            }
+        }
+        if let Some(c) = &changed
+            && previous > i64::MIN
+        {
+            m.late_events = count_late(&ctx, &c.files, newest.unwrap_or(0), previous).await?;
+        }
+        let finality = Finality {
+            watermark,
+            previous,
+            now: (self.clock)(),
+        };
         for (i, (level, table)) in self.levels.iter_mut().enumerate() {
             let ranges = dates.as_ref().map(|d| level_ranges(*level, d));
-            m.rows[i] =
-                rewrite_level(&ctx, *level, table, ranges.as_deref(), Some(current)).await?;
+            m.rows[i] = rewrite_level(
+                &ctx,
+                *level,
+                table,
+                ranges.as_deref(),
+                Some(current),
+                finality,
+            )
+            .await?;
         }
         self.checked = Some(current);
+        self.newest = Some((current, newest));
+        m.watermark = watermark;
         metrics::ROLLED_UP_VERSION.set(current);
-        info!(raw_version = current, dates = ?m.dates, rows = ?m.rows, "rollups updated");
+        metrics::WATERMARK.set(watermark.max(0) / 1_000_000);
+        info!(raw_version = current, dates = ?m.dates, rows = ?m.rows, late = m.late_events, "rollups updated");
         Ok(m)
     }
 
@@ -196,7 +320,7 @@ impl Rollups {
             table: RAW_TABLE.to_string(),
             source,
         };
-        let ctx = SessionContext::new();
+        let ctx = session();
         let mut pinned = self.raw.clone();
         pinned
             .load_version(version as u64)
@@ -205,7 +329,11 @@ impl Rollups {
         pinned
             .update_datafusion_session(&ctx.state())
             .map_err(delta(RAW_TABLE))?;
-        let provider = pinned.table_provider().await.map_err(query_err)?;
+        let provider = pinned
+            .table_provider()
+            .with_file_column(FILE_COLUMN)
+            .await
+            .map_err(query_err)?;
         ctx.register_table(RAW_TABLE, provider).map_err(query_err)?;
         Ok(ctx)
     }
@@ -216,11 +344,12 @@ impl Rollups {
         &mut self.levels[i].1
     }
 
-    /// UTC dates of the files that raw commits `from..=to` added, or `None`
-    /// when a commit file is gone (log cleanup): then everything is recomputed.
-    async fn changed_dates(&self, from: i64, to: i64) -> Result<Option<BTreeSet<i32>>> {
+    /// The files that raw commits `from..=to` added and their UTC dates, or
+    /// `None` when a commit file is gone (log cleanup): then everything is
+    /// recomputed.
+    async fn changed_files(&self, from: i64, to: i64) -> Result<Option<Changed>> {
         let store = self.raw.log_store().object_store(None);
-        let mut dates = BTreeSet::new();
+        let mut changed = Changed::default();
         for version in from..=to {
             let path = Path::from(format!("_delta_log/{version:020}.json"));
             let bytes = match store.get(&path).await {
@@ -238,9 +367,18 @@ impl Rollups {
                         version,
                         reason: format!("not a JSON action: {e}"),
                     })?;
-                let Some(date) = action
-                    .get("add")
-                    .and_then(|a| a.get("partitionValues"))
+                let Some(add) = action.get("add") else {
+                    continue;
+                };
+                if add.get("dataChange").and_then(|d| d.as_bool()) == Some(false) {
+                    // A rewrite by optimize: the same rows in new files.
+                    continue;
+                }
+                if let Some(path) = add.get("path").and_then(|p| p.as_str()) {
+                    changed.files.insert(file_name(path).to_string());
+                }
+                let Some(date) = add
+                    .get("partitionValues")
                     .and_then(|p| p.get(RAW_PARTITION))
                     .and_then(|d| d.as_str())
                 else {
@@ -250,11 +388,133 @@ impl Rollups {
                     version,
                     reason: format!("partition value {date:?}: {e}"),
                 })?;
-                dates.insert(days_since_epoch(day));
+                changed.dates.insert(days_since_epoch(day));
             }
         }
-        Ok(Some(dates))
+        Ok(Some(changed))
     }
+}
+
+/// A session for compactor queries: strings read as plain `Utf8` (as the
+/// query server reads them), the sketch functions registered.
+pub(crate) fn session() -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let ctx = SessionContext::new_with_config(config);
+    clicklake_sql::sketch::register(&ctx);
+    ctx
+}
+
+/// Allowed lateness when none is configured.
+pub const DEFAULT_LATENESS: Duration = Duration::from_secs(3600);
+
+/// What a range of raw commits added.
+#[derive(Debug, Default)]
+struct Changed {
+    /// UTC dates (days since the epoch) of the added files.
+    dates: BTreeSet<i32>,
+    /// Names (last path segment) of the added files.
+    files: BTreeSet<String>,
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn month_ranges(dates: &BTreeSet<i32>) -> Vec<(i64, i64)> {
+    level_ranges(Level::Month, dates)
+}
+
+pub(crate) fn query_err(table: &str) -> impl FnOnce(datafusion::error::DataFusionError) -> Error + '_ {
+    move |source| Error::Query {
+        table: table.to_string(),
+        source,
+    }
+}
+
+/// The newest `event_time` of a registered table, µs since the epoch.
+async fn newest_event_time(ctx: &SessionContext, table: &str) -> Result<Option<i64>> {
+    let batches = ctx
+        .sql(&format!(
+            "SELECT CAST(max(event_time) AS BIGINT) FROM {table}"
+        ))
+        .await
+        .map_err(query_err(table))?
+        .collect()
+        .await
+        .map_err(query_err(table))?;
+    Ok(batches
+        .first()
+        .filter(|b| b.num_rows() > 0 && b.column(0).is_valid(0))
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0)))
+}
+
+/// Lateness buckets of `clicklake_compactor_late_events_total`: an event
+/// falls in the first whose bound (µs behind the newest event) it is within.
+pub const LATENESS_BUCKETS: [(&str, i64); 6] = [
+    ("1h", 3_600_000_000),
+    ("6h", 6 * 3_600_000_000),
+    ("1d", DAY_MICROS),
+    ("7d", 7 * DAY_MICROS),
+    ("30d", 30 * DAY_MICROS),
+    ("older", i64::MAX),
+];
+
+/// Count the rows of `files` (in the candidates) with an event time behind
+/// `watermark`, by how far behind `newest` they are, into the late-events
+/// metric; returns the total.
+async fn count_late(
+    ctx: &SessionContext,
+    files: &BTreeSet<String>,
+    newest: i64,
+    watermark: i64,
+) -> Result<u64> {
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let names = files
+        .iter()
+        .map(|f| format!("'{}'", f.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let bucket = LATENESS_BUCKETS
+        .iter()
+        .map(|(label, bound)| format!("WHEN lag <= {bound} THEN '{label}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sql = format!(
+        "SELECT CASE {bucket} END AS lateness, count(*) AS n FROM (
+             SELECT {newest} - CAST(event_time AS BIGINT) AS lag FROM {CANDIDATES}
+             WHERE CAST(event_time AS BIGINT) < {watermark}
+               AND regexp_replace(CAST({FILE_COLUMN} AS VARCHAR), '^.*/', '') IN ({names})
+         ) GROUP BY 1"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query_err(RAW_TABLE))?
+        .collect()
+        .await
+        .map_err(query_err(RAW_TABLE))?;
+    let mut total = 0;
+    for b in &batches {
+        let labels =
+            crate::housekeeping::utf8(b.column(0)).map_err(|e| query_err(RAW_TABLE)(e.into()))?;
+        let labels = labels.as_string::<i32>();
+        let counts = b.column(1).as_primitive::<Int64Type>();
+        for row in 0..b.num_rows() {
+            let n = counts.value(row) as u64;
+            metrics::LATE_EVENTS
+                .with_label_values(&[labels.value(row)])
+                .inc_by(n);
+            total += n;
+        }
+    }
+    Ok(total)
 }
 
 /// Name of the in-memory table of candidate rows that one run, backfill or
@@ -302,7 +562,8 @@ pub(crate) async fn load_candidates(
 
 /// Run the rollup query of `level` over the candidates (see
 /// [`load_candidates`]), counting the events whose first copy lies in
-/// `ranges` (all when `None`); batches come in the table's exact schema.
+/// `ranges` (all when `None`); batches come in the table's exact schema
+/// without the finality columns ([`counts_schema`]).
 pub(crate) async fn recount(
     ctx: &SessionContext,
     level: Level,
@@ -331,6 +592,86 @@ pub(crate) async fn recount(
         .collect()
         .await
         .map_err(query_err)?;
+    conform(batches, counts_schema(level)).map_err(|e| query_err(e.into()))
+}
+
+/// Columns of the finality query, not of the recount.
+const FINALITY_COLUMNS: [&str; 3] = ["is_final", "revision", "revised_at"];
+
+/// The rollup schema of `level` without the finality columns.
+pub(crate) fn counts_schema(level: Level) -> SchemaRef {
+    let schema = rollup_schema(level);
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !FINALITY_COLUMNS.contains(&schema.field(i).name().as_str()))
+        .collect();
+    Arc::new(
+        schema
+            .project(&keep)
+            .unwrap_or_else(|_| unreachable!("indices are in range")),
+    )
+}
+
+/// The rows of a rollup table within `ranges` (all when `None`).
+pub(crate) async fn level_rows(
+    ctx: &SessionContext,
+    level: Level,
+    table: &DeltaTable,
+    ranges: Option<&[(i64, i64)]>,
+) -> Result<DataFrame> {
+    let query_err = query_err(level.table());
+    let run = async {
+        let provider = table.table_provider().await?;
+        let rows = ctx.read_table(provider)?;
+        match ranges {
+            Some(r) => {
+                let partition = level.partitioned().then_some(ROLLUP_PARTITION);
+                rows.filter(range_filter(r, "window_start", partition))
+            }
+            None => Ok(rows),
+        }
+    };
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta(level.table()))?;
+    run.await.map_err(query_err)
+}
+
+/// Recount `level` over `ranges` and flag each window final or provisional
+/// and revised or not, against the rows of `table` it replaces.
+async fn flagged(
+    ctx: &SessionContext,
+    level: Level,
+    table: &DeltaTable,
+    ranges: Option<&[(i64, i64)]>,
+    finality: Finality,
+) -> Result<Vec<RecordBatch>> {
+    let fresh = recount(ctx, level, ranges).await?;
+    let previous = level_rows(ctx, level, table, ranges).await?;
+    let query_err = |source| Error::Query {
+        table: level.table().to_string(),
+        source,
+    };
+    let fresh = MemTable::try_new(counts_schema(level), vec![fresh]).map_err(query_err)?;
+    for name in ["fresh", "previous"] {
+        ctx.deregister_table(name).map_err(query_err)?;
+    }
+    ctx.register_table("fresh", Arc::new(fresh))
+        .map_err(query_err)?;
+    ctx.register_table("previous", previous.into_view())
+        .map_err(query_err)?;
+    let sql = finality_sql(
+        level.unit(),
+        finality.watermark,
+        finality.previous,
+        finality.now,
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query_err)?
+        .collect()
+        .await
+        .map_err(query_err)?;
     conform(batches, rollup_schema(level)).map_err(|e| query_err(e.into()))
 }
 
@@ -344,8 +685,9 @@ pub(crate) async fn rewrite_level(
     table: &mut DeltaTable,
     ranges: Option<&[(i64, i64)]>,
     progress: Option<i64>,
+    finality: Finality,
 ) -> Result<usize> {
-    let mut batches = recount(ctx, level, ranges).await?;
+    let mut batches = flagged(ctx, level, table, ranges, finality).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     if batches.is_empty() {
         // No window left: still one commit, so the old windows go and the

@@ -325,7 +325,10 @@ async fn flush(table: &mut DeltaTable, commits: &mut Commits, buffer: Vec<Pendin
                 .with_partition_columns([RAW_PARTITION])
                 .with_commit_properties(
                     CommitProperties::default()
-                        .with_application_transaction(Transaction::new(&commits.app_id, seq)),
+                        .with_application_transaction(Transaction::new(&commits.app_id, seq))
+                        // It reads nothing: optimize and deletes need not
+                        // conflict with it (WriteSerializable).
+                        .with_metadata([("isBlindAppend".to_string(), serde_json::json!(true))]),
                 )
                 .await
                 .map_err(|e| e.to_string()),

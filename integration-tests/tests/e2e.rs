@@ -56,6 +56,9 @@ impl Fixture {
             },
             compactor: CompactorArgs {
                 rollup_interval: Duration::from_millis(200),
+                allowed_lateness: clicklake_compactor::DEFAULT_LATENESS,
+                optimize_interval: Duration::ZERO,
+                housekeeping: Default::default(),
             },
             query: QueryArgs::default(),
         };

@@ -98,6 +98,7 @@ impl Catalog {
             .parquet
             .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        clicklake_sql::sketch::register(&ctx);
         let mut providers: BTreeMap<&'static str, Arc<dyn TableProvider>> = BTreeMap::new();
         for (name, table) in &tables {
             table

@@ -95,9 +95,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut failed = 0;
     for file in &files {
         let mut runner = sqllogictest::Runner::new(|| async {
-            Ok(DataFusionDb {
-                ctx: SessionContext::new(),
-            })
+            let ctx = SessionContext::new();
+            clicklake_sql::sketch::register(&ctx);
+            Ok(DataFusionDb { ctx })
         });
         match runner.run_file_async(file).await {
             Ok(()) => println!("ok   {}", file.display()),
