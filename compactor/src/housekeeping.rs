@@ -2,13 +2,14 @@
 //! cluster and bin-pack small files), `vacuum` (delete unreferenced files
 //! past a retention) and per-table retention of old rows.
 //!
-//! Optimize is safe while ingest appends: a rewrite commits with
-//! `dataChange: false` and removes only files it read, so Delta's conflict
-//! check lets concurrent appends through; the copy removal is a Delta
-//! delete of rows that are provably later copies (a strictly later
-//! `ingest_time` than the first copy of the same id), so the first copy,
-//! the one every count uses, is never touched. A commit that conflicts
-//! anyway fails cleanly and the next run tries again.
+//! Optimize is safe while ingest appends: every rewrite removes only files
+//! it read, and ingest commits are blind appends, which a
+//! `writeSerializable` table lets through. File packing commits with
+//! `dataChange: false`; copy removal rewrites each affected date without the
+//! rows that are provably later copies (a strictly later `ingest_time` than
+//! the first copy of the same id), so the first copy, the one every count
+//! uses, is never touched. A commit that conflicts anyway fails cleanly and
+//! the next run tries again.
 //!
 //! Checkpoints: Delta writes one every 100 commits (`delta.checkpointInterval`),
 //! so opening a table reads one checkpoint and at most 99 commit files.
@@ -34,9 +35,6 @@ use crate::rollup::{delta, query_err};
 /// The raw table's files are clustered (Z-ordered) by these columns, so
 /// per-ad and per-user scans skip most files and row groups.
 pub const CLUSTER_COLUMNS: [&str; 2] = ["ad_id", "user_id"];
-
-/// Later copies are deleted this many event ids per commit.
-const DELETE_CHUNK: usize = 1_000;
 
 /// Housekeeping flags, shared by the compactor loop and the CLI jobs.
 #[derive(Debug, Clone, clap::Args)]
@@ -237,52 +235,103 @@ fn ts(us: i64) -> Expr {
     ))
 }
 
-/// Delete every stored copy of an event id whose `ingest_time` is later
-/// than that of the id's first copy; returns the rows deleted.
+/// Rewrite every date partition that holds a copy of an event id stored
+/// later (strictly later `ingest_time`) than the id's first copy, without
+/// those copies: one `replaceWhere` commit per date, so the rows appended to
+/// the date meanwhile (in files the rewrite did not read) stay. Returns the
+/// rows removed.
 async fn remove_later_copies(table: &mut DeltaTable) -> Result<usize> {
+    let err = query_err(RAW_TABLE);
     let ctx = session(table, RAW_TABLE)?;
     let provider = table.table_provider().await.map_err(query_err(RAW_TABLE))?;
     ctx.register_table(RAW_TABLE, provider)
         .map_err(query_err(RAW_TABLE))?;
-    let batches = ctx
-        .sql(&format!(
-            "SELECT event_id, CAST(min(ingest_time) AS BIGINT) AS first FROM {RAW_TABLE}
-             GROUP BY event_id HAVING max(ingest_time) > min(ingest_time)"
-        ))
-        .await
-        .map_err(query_err(RAW_TABLE))?
-        .collect()
-        .await
-        .map_err(query_err(RAW_TABLE))?;
-    let mut later: Vec<Expr> = Vec::new();
-    for b in &batches {
-        let ids = utf8(b.column(0)).map_err(|e| query_err(RAW_TABLE)(e.into()))?;
-        let ids = ids.as_string::<i32>();
-        let first = b.column(1).as_primitive::<Int64Type>();
-        for r in 0..b.num_rows() {
-            later.push(
-                col("event_id")
-                    .eq(lit(ids.value(r)))
-                    .and(col("ingest_time").gt(ts(first.value(r)))),
-            );
-        }
+    let collect = |sql: String| {
+        let ctx = ctx.clone();
+        async move { ctx.sql(&sql).await?.collect().await }
+    };
+    let firsts = collect(format!(
+        "SELECT event_id AS first_id, min(ingest_time) AS first_ingest FROM {RAW_TABLE}
+         GROUP BY event_id HAVING max(ingest_time) > min(ingest_time)"
+    ))
+    .await
+    .map_err(err)?;
+    if firsts.iter().all(|b| b.num_rows() == 0) {
+        return Ok(0);
     }
+    let schema = firsts[0].schema();
+    let firsts = datafusion::datasource::MemTable::try_new(schema, vec![firsts])
+        .map_err(query_err(RAW_TABLE))?;
+    ctx.register_table("firsts", std::sync::Arc::new(firsts))
+        .map_err(query_err(RAW_TABLE))?;
+    let dates = collect(format!(
+        "SELECT DISTINCT CAST(r.{RAW_PARTITION} AS INT) FROM {RAW_TABLE} r
+         JOIN firsts f ON r.event_id = f.first_id AND r.ingest_time > f.first_ingest"
+    ))
+    .await
+    .map_err(query_err(RAW_TABLE))?;
+    let columns = clicklake_common::schema::raw_schema()
+        .fields()
+        .iter()
+        .map(|f| format!("r.{}", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut removed = 0;
-    for chunk in later.chunks(DELETE_CHUNK) {
-        let predicate = chunk.iter().cloned().reduce(Expr::or).unwrap_or(lit(false));
-        let (updated, m) = table
-            .clone()
-            .delete()
-            .with_predicate(predicate)
+    for b in &dates {
+        let days = b.column(0).as_primitive::<arrow::datatypes::Int32Type>();
+        for day in days.iter().flatten() {
+            let in_date = |alias: &str| format!("CAST({alias}{RAW_PARTITION} AS INT) = {day}");
+            let kept = collect(format!(
+                "SELECT {columns} FROM {RAW_TABLE} r LEFT JOIN firsts f ON r.event_id = f.first_id
+                 WHERE {} AND (f.first_ingest IS NULL OR r.ingest_time <= f.first_ingest)",
+                in_date("r.")
+            ))
             .await
-            .map_err(delta(RAW_TABLE))?;
-        removed += m.num_deleted_rows.unwrap_or(0);
-        *table = updated;
+            .map_err(query_err(RAW_TABLE))?;
+            let before = collect(format!(
+                "SELECT count(*) FROM {RAW_TABLE} WHERE {}",
+                in_date("")
+            ))
+            .await
+            .map_err(query_err(RAW_TABLE))?;
+            let before = before
+                .first()
+                .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
+            let after: usize = kept.iter().map(|b| b.num_rows()).sum();
+            let date = col(RAW_PARTITION).eq(lit(ScalarValue::Date32(Some(day))));
+            *table = table
+                .clone()
+                .write(conform_raw(kept).map_err(|e| query_err(RAW_TABLE)(e.into()))?)
+                .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+                .with_replace_where(date)
+                .await
+                .map_err(delta(RAW_TABLE))?;
+            removed += (before as usize).saturating_sub(after);
+        }
     }
     if removed > 0 {
         info!(removed, "later copies of event ids removed");
     }
     Ok(removed)
+}
+
+/// Batches in the raw table's exact schema (the scan may widen types).
+fn conform_raw(
+    batches: Vec<arrow::array::RecordBatch>,
+) -> Result<Vec<arrow::array::RecordBatch>, arrow::error::ArrowError> {
+    let schema = clicklake_common::schema::raw_schema();
+    batches
+        .into_iter()
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .zip(b.columns())
+                .map(|(f, c)| arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            arrow::array::RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect()
 }
 
 /// Delete the rows older than `keep` before `now_us`: raw events by whole
