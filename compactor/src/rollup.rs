@@ -429,7 +429,9 @@ fn month_ranges(dates: &BTreeSet<i32>) -> Vec<(i64, i64)> {
     level_ranges(Level::Month, dates)
 }
 
-pub(crate) fn query_err(table: &str) -> impl FnOnce(datafusion::error::DataFusionError) -> Error + '_ {
+pub(crate) fn query_err(
+    table: &str,
+) -> impl FnOnce(datafusion::error::DataFusionError) -> Error + '_ {
     move |source| Error::Query {
         table: table.to_string(),
         source,
