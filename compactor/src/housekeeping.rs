@@ -241,7 +241,6 @@ fn ts(us: i64) -> Expr {
 /// the date meanwhile (in files the rewrite did not read) stay. Returns the
 /// rows removed.
 async fn remove_later_copies(table: &mut DeltaTable) -> Result<usize> {
-    let err = query_err(RAW_TABLE);
     let ctx = session(table, RAW_TABLE)?;
     let provider = table.table_provider().await.map_err(query_err(RAW_TABLE))?;
     ctx.register_table(RAW_TABLE, provider)
@@ -255,7 +254,7 @@ async fn remove_later_copies(table: &mut DeltaTable) -> Result<usize> {
          GROUP BY event_id HAVING max(ingest_time) > min(ingest_time)"
     ))
     .await
-    .map_err(err)?;
+    .map_err(query_err(RAW_TABLE))?;
     if firsts.iter().all(|b| b.num_rows() == 0) {
         return Ok(0);
     }

@@ -34,7 +34,7 @@ use arrow::datatypes::{Int64Type, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, UTC, raw_schema, rollup_schema};
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
-use clicklake_sql::{ROLLUP_SOURCE, finality_sql, rollup_sql};
+use clicklake_sql::{CANDIDATES, FIRST_COPIES_SQL, ROLLUP_SOURCE, finality_sql, rollup_sql};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
@@ -519,14 +519,15 @@ async fn count_late(
     Ok(total)
 }
 
-/// Name of the in-memory table of candidate rows that one run, backfill or
-/// reconcile recounts every level from.
-const CANDIDATES: &str = "rollup_candidates";
+/// Name of the in-memory table of the first copies among the candidates,
+/// which every level is recounted from.
+const FIRST_COPIES: &str = "rollup_first_copies";
 
 /// Read, once for all levels, every stored copy of the event ids that have a
 /// copy in `ranges` (the whole table when `None`), wherever in the table the
-/// copies are: the first copy decides where an event counts. Pass the
-/// coarsest (month) ranges: they hold every finer level's windows.
+/// copies are, and keep the first copy of each id, which decides where an
+/// event counts ([`CANDIDATES`] and [`FIRST_COPIES`]). Pass the coarsest
+/// (month) ranges: they hold every finer level's windows.
 pub(crate) async fn load_candidates(
     ctx: &SessionContext,
     ranges: Option<&[(i64, i64)]>,
@@ -553,11 +554,33 @@ pub(crate) async fn load_candidates(
                 .map_err(query_err)?
         }
     };
+    // Plain Utf8 strings: the scan may yield string views, on which
+    // count(DISTINCT) and grouping fall back to much slower paths.
+    let columns: Vec<Expr> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::Utf8View => {
+                datafusion::prelude::cast(col(f.name()), arrow::datatypes::DataType::Utf8)
+                    .alias(f.name())
+            }
+            _ => col(f.name()),
+        })
+        .collect();
+    let rows = rows.select(columns).map_err(query_err)?;
     let schema = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows.collect().await.map_err(query_err)?;
     let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
     ctx.deregister_table(CANDIDATES).map_err(query_err)?;
     ctx.register_table(CANDIDATES, Arc::new(table))
+        .map_err(query_err)?;
+    let first = ctx.sql(FIRST_COPIES_SQL).await.map_err(query_err)?;
+    let schema = Arc::new(first.schema().as_arrow().clone());
+    let batches = first.collect().await.map_err(query_err)?;
+    let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
+    ctx.deregister_table(FIRST_COPIES).map_err(query_err)?;
+    ctx.register_table(FIRST_COPIES, Arc::new(table))
         .map_err(query_err)?;
     Ok(())
 }
@@ -580,7 +603,7 @@ pub(crate) async fn recount(
         |r| range_filter(r, "event_time", Some(RAW_PARTITION)),
     );
     let source = ctx
-        .table(CANDIDATES)
+        .table(FIRST_COPIES)
         .await
         .and_then(|df| df.with_column("in_range", in_range))
         .map_err(query_err)?;

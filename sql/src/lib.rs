@@ -17,6 +17,14 @@ pub const RECONCILE_SQL: &str = include_str!("../reconcile.sql");
 /// recounted windows (`fresh`) against the rows they replace (`previous`).
 pub const FINALITY_SQL_TEMPLATE: &str = include_str!("../finality.sql");
 
+/// The first-copies query: the first stored copy of every event id in
+/// [`CANDIDATES`], computed once per run for every level.
+pub const FIRST_COPIES_SQL: &str = include_str!("../first_copies.sql");
+
+/// The name of the relation the first-copies query reads: every stored copy
+/// of the event ids being recounted.
+pub const CANDIDATES: &str = "rollup_candidates";
+
 /// The name of the relation the rollup query reads.
 pub const ROLLUP_SOURCE: &str = "rollup_source";
 

@@ -2,8 +2,9 @@
 //! DataFusion's own sqllogictest harness: one session per file.
 //!
 //! Inside a file, `{rollup:UNIT}` stands for the rollup query of that unit
-//! (`clicklake_sql::rollup_sql(UNIT)`) and `{reconcile}` for the reconcile
-//! query, so the files test the very SQL text the compactor runs.
+//! (`clicklake_sql::rollup_sql(UNIT)`), `{first_copies}` for the
+//! first-copies query and `{reconcile}` for the reconcile query, so the
+//! files test the very SQL text the compactor runs.
 
 use std::path::PathBuf;
 
@@ -18,7 +19,9 @@ struct DataFusionDb {
 }
 
 fn expand(sql: &str) -> String {
-    let mut out = sql.replace("{reconcile}", clicklake_sql::RECONCILE_SQL.trim_end());
+    let mut out = sql
+        .replace("{reconcile}", clicklake_sql::RECONCILE_SQL.trim_end())
+        .replace("{first_copies}", clicklake_sql::FIRST_COPIES_SQL.trim_end());
     for unit in ["minute", "hour", "day", "month"] {
         out = out.replace(
             &format!("{{rollup:{unit}}}"),
