@@ -575,7 +575,11 @@ pub(crate) async fn load_candidates(
     ctx.deregister_table(CANDIDATES).map_err(query_err)?;
     ctx.register_table(CANDIDATES, Arc::new(table))
         .map_err(query_err)?;
-    let first = ctx.sql(FIRST_COPIES_SQL).await.map_err(query_err)?;
+    let first = ctx
+        .sql(FIRST_COPIES_SQL)
+        .await
+        .and_then(|df| df.drop_columns(&[FILE_COLUMN]))
+        .map_err(query_err)?;
     let schema = Arc::new(first.schema().as_arrow().clone());
     let batches = first.collect().await.map_err(query_err)?;
     let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
