@@ -245,13 +245,7 @@ def section(r, m, profile, command):
 def write_section(path, text):
     with open(path) as f:
         doc = f.read()
-    start = re.search(r"^## Compaction[ \t]*$", doc, re.M)
-    if start:
-        nxt = re.search(r"^## ", doc[start.end():], re.M)
-        end = start.end() + nxt.start() if nxt else len(doc)
-        doc = doc[:start.start()] + text + ("\n" if nxt else "") + doc[end:]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
+    doc = kit.replace_section(doc, "Compaction", text)
     with open(path, "w") as f:
         f.write(doc.rstrip("\n") + "\n")
 

@@ -617,6 +617,17 @@ def section(results, args, m, profile, failures) -> str:
     return "\n".join(lines)
 
 
+def replace_section(doc: str, heading: str, text: str) -> str:
+    """`doc` with its `## heading` section (up to the next `## `) replaced by
+    `text`, or `text` appended when there is none."""
+    start = re.search(rf"^## {re.escape(heading)}[ \t]*$", doc, re.M)
+    if not start:
+        return doc.rstrip("\n") + "\n\n" + text
+    nxt = re.search(r"^## ", doc[start.end():], re.M)
+    end = start.end() + nxt.start() if nxt else len(doc)
+    return doc[:start.start()] + text + ("\n" if nxt else "") + doc[end:]
+
+
 def write_doc(path: str, text: str, m: dict, profile: str):
     if os.path.exists(path):
         with open(path) as f:
@@ -625,13 +636,7 @@ def write_doc(path: str, text: str, m: dict, profile: str):
         doc = HEADER.format(machine=describe_machine(m), profile=profile,
                             date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
                             command=shlex.join(["python3", "scripts/bench-ingest.py"] + sys.argv[1:]))
-    start = re.search(r"^## Ingest[ \t]*$", doc, re.M)
-    if start:
-        nxt = re.search(r"^## ", doc[start.end():], re.M)
-        end = start.end() + nxt.start() if nxt else len(doc)
-        doc = doc[:start.start()] + text + ("\n" if nxt else "") + doc[end:]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
+    doc = replace_section(doc, "Ingest", text)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(doc.rstrip("\n") + "\n")

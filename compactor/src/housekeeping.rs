@@ -324,7 +324,10 @@ async fn remove_later_copies(table: &mut DeltaTable) -> Result<usize> {
             let date = col(RAW_PARTITION).eq(lit(ScalarValue::Date32(Some(day))));
             *table = table
                 .clone()
-                .write(conform_raw(kept).map_err(|e| query_err(RAW_TABLE)(e.into()))?)
+                .write(
+                    crate::rollup::conform(kept, clicklake_common::schema::raw_schema())
+                        .map_err(|e| query_err(RAW_TABLE)(e.into()))?,
+                )
                 .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
                 .with_replace_where(date)
                 .await
@@ -336,25 +339,6 @@ async fn remove_later_copies(table: &mut DeltaTable) -> Result<usize> {
         info!(removed, "later copies of event ids removed");
     }
     Ok(removed)
-}
-
-/// Batches in the raw table's exact schema (the scan may widen types).
-fn conform_raw(
-    batches: Vec<arrow::array::RecordBatch>,
-) -> Result<Vec<arrow::array::RecordBatch>, arrow::error::ArrowError> {
-    let schema = clicklake_common::schema::raw_schema();
-    batches
-        .into_iter()
-        .map(|b| {
-            let columns = schema
-                .fields()
-                .iter()
-                .zip(b.columns())
-                .map(|(f, c)| arrow::compute::cast(c, f.data_type()))
-                .collect::<Result<Vec<_>, _>>()?;
-            arrow::array::RecordBatch::try_new(schema.clone(), columns)
-        })
-        .collect()
 }
 
 /// Delete the rows older than `keep` before `now_us`: raw events by whole

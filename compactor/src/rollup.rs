@@ -569,23 +569,30 @@ pub(crate) async fn load_candidates(
         })
         .collect();
     let rows = rows.select(columns).map_err(query_err)?;
-    let schema = Arc::new(rows.schema().as_arrow().clone());
-    let batches = rows.collect().await.map_err(query_err)?;
-    let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
-    ctx.deregister_table(CANDIDATES).map_err(query_err)?;
-    ctx.register_table(CANDIDATES, Arc::new(table))
+    materialize(ctx, CANDIDATES, rows)
+        .await
         .map_err(query_err)?;
     let first = ctx
         .sql(FIRST_COPIES_SQL)
         .await
         .and_then(|df| df.drop_columns(&[FILE_COLUMN]))
         .map_err(query_err)?;
-    let schema = Arc::new(first.schema().as_arrow().clone());
-    let batches = first.collect().await.map_err(query_err)?;
-    let table = MemTable::try_new(schema, vec![batches]).map_err(query_err)?;
-    ctx.deregister_table(FIRST_COPIES).map_err(query_err)?;
-    ctx.register_table(FIRST_COPIES, Arc::new(table))
-        .map_err(query_err)?;
+    materialize(ctx, FIRST_COPIES, first)
+        .await
+        .map_err(query_err)
+}
+
+/// Run `df` and register its rows in memory as `name` (replacing any).
+async fn materialize(
+    ctx: &SessionContext,
+    name: &str,
+    df: DataFrame,
+) -> datafusion::error::Result<()> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(table))?;
     Ok(())
 }
 
@@ -801,7 +808,7 @@ fn month_of(day: i32) -> (i64, i64) {
 }
 
 /// Give the query's batches the exact column order and types of the table.
-fn conform(
+pub(crate) fn conform(
     batches: Vec<RecordBatch>,
     schema: SchemaRef,
 ) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
@@ -814,7 +821,7 @@ fn conform(
                 .map(|f| {
                     let c = b.column_by_name(f.name()).ok_or_else(|| {
                         arrow::error::ArrowError::SchemaError(format!(
-                            "rollup query has no column {}",
+                            "query result has no column {}",
                             f.name()
                         ))
                     })?;
