@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python test-s3 test-kills bench bench-ingest bench-compact python-env fmt lint clean-data
+.PHONY: help build demo test test-rust test-python test-s3 test-kills bench bench-ingest bench-compact bench-query python-env fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,13 +44,16 @@ test-kills: build python-env ## The SIGKILL drills in their long mode (KILLS=100
 test-s3: build python-env ## The end-to-end suite on a real S3 server (Ceph RGW on loopback, installed if missing)
 	CLICKLAKE_BIN=$(BIN) PY=$(PY) scripts/test-s3.sh
 
-bench: bench-ingest bench-compact ## Every benchmark; each rewrites its section of docs/BENCHMARKS.md
+bench: bench-ingest bench-compact bench-query ## Every benchmark; each rewrites its section of docs/BENCHMARKS.md
 
 bench-ingest: build ## Ingest throughput, ack latency and RSS per path (Flight, stream, batch, HTTP, unary)
 	python3 scripts/bench-ingest.py --bin $(BIN)
 
 bench-compact: build ## Rollup, backfill and optimize throughput on 20M synthetic events; open time of a 2,000-commit table
 	python3 scripts/bench-compact.py --bin $(BIN)
+
+bench-query: build ## Read API (HTTP) p50/p99 and 8 ad-hoc SQL queries on 20M synthetic events, optimized and rolled up
+	python3 scripts/bench-query.py --bin $(BIN)
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -34,7 +34,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
-    /// HTTP listener: JSON ingest, /health and /metrics.
+    /// HTTP listener: JSON ingest, the read API (/v1/ads/{id}/stats, /v1/users/{id}/clicks), /health and /metrics.
     #[arg(long, env = "CLICKLAKE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
@@ -96,7 +96,7 @@ pub struct QueryRoleArgs {
     #[arg(long, env = "CLICKLAKE_GRPC_ADDR", default_value = "127.0.0.1:50052")]
     pub grpc_addr: SocketAddr,
 
-    /// HTTP listener: /health and /metrics.
+    /// HTTP listener: the read API (/v1/ads/{id}/stats, /v1/users/{id}/clicks), /health and /metrics.
     #[arg(long, env = "CLICKLAKE_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
 
@@ -244,8 +244,10 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
     }
     let auth = Arc::new(Auth::from_args(&roles.auth)?);
     // Listeners that serve data must be authenticated off loopback (the
-    // compactor's HTTP listener only has /health and /metrics).
-    let http_serves_data = roles.ingest.is_some().then_some(&roles.http_addr);
+    // compactor's HTTP listener only has /health and /metrics; ingest and
+    // query nodes serve JSON ingest and the read API on theirs).
+    let http_serves_data =
+        (roles.ingest.is_some() || roles.query.is_some()).then_some(&roles.http_addr);
     for addr in roles.grpc_addr.iter().chain(http_serves_data) {
         auth.check_listener(*addr)?;
     }
@@ -260,6 +262,7 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
     let sink = ingest
         .clone()
         .map(|h| Arc::new(h) as Arc<dyn clicklake_common::sink::ClickSink>);
+    let mut read_api = None;
     let flight = match (&roles.query, sink) {
         (Some(args), sink) => {
             let catalog = Arc::new(Catalog::open(&storage).await?);
@@ -267,6 +270,7 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
             if let Some(sink) = sink {
                 server = server.with_sink(sink);
             }
+            read_api = Some(clicklake_query::http::router(server.clone()));
             Some(server.service())
         }
         (None, Some(sink)) => Some(
@@ -309,6 +313,12 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
     let mut http_app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics));
+    if let Some(read_api) = read_api {
+        http_app = http_app.merge(read_api.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            crate::auth::require_bearer,
+        )));
+    }
     if let Some(ingest) = &ingest {
         let ingest_routes = clicklake_ingest::http::router(ingest.clone()).layer(
             axum::middleware::from_fn_with_state(auth.clone(), crate::auth::require_bearer),

@@ -6,6 +6,7 @@
 //! depend on it and never on each other.
 
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod schema;
 pub mod sink;

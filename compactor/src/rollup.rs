@@ -31,28 +31,24 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{Int64Type, SchemaRef};
-use chrono::{Datelike, NaiveDate};
-use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, UTC, raw_schema, rollup_schema};
+use clicklake_common::changes::added_between;
+use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, raw_schema, rollup_schema};
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
 use clicklake_sql::{CANDIDATES, FIRST_COPIES_SQL, ROLLUP_SOURCE, finality_sql, rollup_sql};
-use datafusion::common::{JoinType, ScalarValue};
+use datafusion::common::JoinType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
 use tracing::{info, instrument};
 
 use crate::error::{Error, Result};
 use crate::metrics;
 
-/// Application id of the progress marker in every rollup commit.
-pub const PROGRESS_APP_ID: &str = "clicklake-rollup";
-
-pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) use clicklake_common::changes::range_filter;
+pub use clicklake_common::changes::{DAY_MICROS, PROGRESS_APP_ID, level_ranges};
 
 /// The column of the raw scan that names each row's data file.
 const FILE_COLUMN: &str = "__clicklake_file";
@@ -240,7 +236,12 @@ impl Rollups {
             });
         }
         let changed = match progress {
-            Some(p) => self.changed_files(p + 1, current).await?,
+            Some(p) => added_between(&self.raw, p + 1, current)
+                .await
+                .map_err(|e| Error::Log {
+                    version: e.version,
+                    reason: e.reason,
+                })?,
             None => None,
         };
         let mut m = RollupMetrics {
@@ -343,56 +344,6 @@ impl Rollups {
         let i = Level::ALL.iter().position(|l| *l == level).unwrap_or(0);
         &mut self.levels[i].1
     }
-
-    /// The files that raw commits `from..=to` added and their UTC dates, or
-    /// `None` when a commit file is gone (log cleanup): then everything is
-    /// recomputed.
-    async fn changed_files(&self, from: i64, to: i64) -> Result<Option<Changed>> {
-        let store = self.raw.log_store().object_store(None);
-        let mut changed = Changed::default();
-        for version in from..=to {
-            let path = Path::from(format!("_delta_log/{version:020}.json"));
-            let bytes = match store.get(&path).await {
-                Ok(r) => r.bytes().await,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => Err(e),
-            }
-            .map_err(|e| Error::Log {
-                version,
-                reason: e.to_string(),
-            })?;
-            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                let action: serde_json::Value =
-                    serde_json::from_slice(line).map_err(|e| Error::Log {
-                        version,
-                        reason: format!("not a JSON action: {e}"),
-                    })?;
-                let Some(add) = action.get("add") else {
-                    continue;
-                };
-                if add.get("dataChange").and_then(|d| d.as_bool()) == Some(false) {
-                    // A rewrite by optimize: the same rows in new files.
-                    continue;
-                }
-                if let Some(path) = add.get("path").and_then(|p| p.as_str()) {
-                    changed.files.insert(file_name(path).to_string());
-                }
-                let Some(date) = add
-                    .get("partitionValues")
-                    .and_then(|p| p.get(RAW_PARTITION))
-                    .and_then(|d| d.as_str())
-                else {
-                    continue;
-                };
-                let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| Error::Log {
-                    version,
-                    reason: format!("partition value {date:?}: {e}"),
-                })?;
-                changed.dates.insert(days_since_epoch(day));
-            }
-        }
-        Ok(Some(changed))
-    }
 }
 
 /// A session for compactor queries: strings read as plain `Utf8` (as the
@@ -411,19 +362,6 @@ pub(crate) fn session() -> SessionContext {
 
 /// Allowed lateness when none is configured.
 pub const DEFAULT_LATENESS: Duration = Duration::from_secs(3600);
-
-/// What a range of raw commits added.
-#[derive(Debug, Default)]
-struct Changed {
-    /// UTC dates (days since the epoch) of the added files.
-    dates: BTreeSet<i32>,
-    /// Names (last path segment) of the added files.
-    files: BTreeSet<String>,
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
 
 fn month_ranges(dates: &BTreeSet<i32>) -> Vec<(i64, i64)> {
     level_ranges(Level::Month, dates)
@@ -747,66 +685,6 @@ pub(crate) async fn rewrite_level(
     Ok(rows)
 }
 
-/// `column` within any of the `[start, end)` ranges (microseconds), plus the
-/// matching date-partition bounds so whole partitions are skipped.
-pub(crate) fn range_filter(ranges: &[(i64, i64)], column: &str, date_column: Option<&str>) -> Expr {
-    let ts = |us: i64| {
-        lit(ScalarValue::TimestampMicrosecond(
-            Some(us),
-            Some(UTC.into()),
-        ))
-    };
-    let date = |us: i64| lit(ScalarValue::Date32(Some(us.div_euclid(DAY_MICROS) as i32)));
-    ranges
-        .iter()
-        .map(|&(start, end)| {
-            let mut e = col(column).gt_eq(ts(start)).and(col(column).lt(ts(end)));
-            if let Some(d) = date_column {
-                // The last date is the one holding `end - 1µs`.
-                e = e
-                    .and(col(d).gt_eq(date(start)))
-                    .and(col(d).lt_eq(date(end - 1)));
-            }
-            e
-        })
-        .reduce(Expr::or)
-        .unwrap_or_else(|| lit(false))
-}
-
-/// The `[start, end)` ranges (microseconds) of a level's windows that hold
-/// the given dates: the dates themselves for minute, hour and day, their
-/// whole months for month. Adjacent ranges are merged.
-pub fn level_ranges(level: Level, dates: &BTreeSet<i32>) -> Vec<(i64, i64)> {
-    let mut ranges: Vec<(i64, i64)> = Vec::new();
-    for &d in dates {
-        let (start, end) = match level {
-            Level::Month => month_of(d),
-            _ => (d as i64 * DAY_MICROS, (d as i64 + 1) * DAY_MICROS),
-        };
-        match ranges.last_mut() {
-            Some(last) if last.1 >= start => last.1 = last.1.max(end),
-            _ => ranges.push((start, end)),
-        }
-    }
-    ranges
-}
-
-pub(crate) fn days_since_epoch(d: NaiveDate) -> i32 {
-    d.num_days_from_ce() - 719_163
-}
-
-fn month_of(day: i32) -> (i64, i64) {
-    let date = NaiveDate::from_num_days_from_ce_opt(day + 719_163).unwrap_or_default();
-    let first = date.with_day(1).unwrap_or(date);
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(first);
-    (
-        days_since_epoch(first) as i64 * DAY_MICROS,
-        days_since_epoch(next) as i64 * DAY_MICROS,
-    )
-}
-
 /// Give the query's batches the exact column order and types of the table.
 pub(crate) fn conform(
     batches: Vec<RecordBatch>,
@@ -835,44 +713,4 @@ pub(crate) fn conform(
             RecordBatch::try_new(schema.clone(), columns)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn day(s: &str) -> i32 {
-        days_since_epoch(NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date"))
-    }
-
-    #[test]
-    fn epoch_days() {
-        // 1970-01-01 is day 0; 2017-11-07 is day 17477 (1510012800 / 86400).
-        assert_eq!(day("1970-01-01"), 0);
-        assert_eq!(day("2017-11-07"), 17_477);
-    }
-
-    #[test]
-    fn day_ranges_merge_and_months_cover_whole_months() {
-        let dates: BTreeSet<i32> = [
-            day("2017-11-06"),
-            day("2017-11-07"),
-            day("2017-11-30"),
-            day("2017-12-01"),
-        ]
-        .into_iter()
-        .collect();
-        let us = |s: &str| day(s) as i64 * DAY_MICROS;
-        assert_eq!(
-            level_ranges(Level::Hour, &dates),
-            vec![
-                (us("2017-11-06"), us("2017-11-08")),
-                (us("2017-11-30"), us("2017-12-02"))
-            ]
-        );
-        assert_eq!(
-            level_ranges(Level::Month, &dates),
-            vec![(us("2017-11-01"), us("2018-01-01"))]
-        );
-    }
 }

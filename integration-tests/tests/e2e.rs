@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow::util::pretty::pretty_format_batches;
 use clicklake::load::{Format, LoadArgs, load};
-use clicklake::serve::{ServeArgs, Server, start};
+use clicklake::serve::{Roles, ServeArgs, Server, start};
 use clicklake_common::StorageConfig;
 use clicklake_common::storage::StoreArgs;
 use clicklake_compactor::{CompactorArgs, Rollups};
@@ -37,6 +37,12 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Self::start_with(true).await
+    }
+
+    /// A node with or without its compactor loop (without, the rollups
+    /// advance only when a test runs them).
+    async fn start_with(compactor: bool) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let store_path = dir.path().join("lake").display().to_string();
         let args = ServeArgs {
@@ -62,7 +68,11 @@ impl Fixture {
             },
             query: QueryArgs::default(),
         };
-        let server = start(args, CancellationToken::new())
+        let mut roles = Roles::from(args);
+        if !compactor {
+            roles.compactor = None;
+        }
+        let server = start(roles, CancellationToken::new())
             .await
             .expect("server starts");
         let store = StorageConfig::new(&store_path).expect("store");
@@ -737,5 +747,218 @@ async fn late_out_of_order_and_resent_events_land_in_every_level() {
             assert_eq!(got, expected[i], "{table} after the {name} batch");
         }
     }
+    f.stop().await;
+}
+
+/// Post events (id, ad, user, time) as one JSON array; they are acknowledged
+/// once committed.
+async fn post_events(
+    f: &Fixture,
+    events: &[(String, String, String, chrono::DateTime<chrono::Utc>)],
+) {
+    let body = serde_json::to_string(
+        &events
+            .iter()
+            .map(|(id, ad, user, t)| {
+                serde_json::json!({"event_id": id, "ad_id": ad, "user_id": user,
+                    "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    let (status, reply) = http(f.server.http_addr, "POST", "/v1/clicks", &body).await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_stitch_rollups_with_the_raw_tail_and_equal_a_recount_at_every_level() {
+    use chrono::{Duration as D, TimeZone, Utc};
+    // No compactor loop: the rollups advance only when this test runs them.
+    let f = Fixture::start_with(false).await;
+    let base = Utc
+        .with_ymd_and_hms(2017, 11, 7, 12, 0, 0)
+        .single()
+        .expect("time");
+    let ev =
+        |id: String, ad: usize, user: usize, t| (id, format!("ad-{ad}"), format!("u-{user}"), t);
+    let mut rolled: Vec<_> = (0..30)
+        .map(|i| {
+            ev(
+                format!("r-{i}"),
+                i % 3,
+                i % 5,
+                base + D::minutes(7 * i as i64),
+            )
+        })
+        .collect();
+    // A date the tail will not touch.
+    rolled.extend((0..6).map(|i| {
+        ev(
+            format!("q-{i}"),
+            i % 3,
+            i,
+            base + D::days(3) + D::minutes(17 * i as i64),
+        )
+    }));
+    post_events(&f, &rolled).await;
+    let m = Rollups::open(&f.store)
+        .await
+        .expect("rollups")
+        .run_once()
+        .await
+        .expect("rollup run");
+    // 2017-11-07: 4 hours with all 3 ads; 2017-11-10: 3 ads at 12:00, 2 at 13:00.
+    assert_eq!(m.rows[1], 17, "rows of the hour table");
+
+    // The tail, not rolled up: late events on a rolled-up date and two days
+    // earlier, a new date, and resends of rolled-up ids with another ad and
+    // time (they count where their first copy was stored).
+    let mut tail: Vec<_> = (0..6)
+        .map(|i| {
+            ev(
+                format!("t-{i}"),
+                i % 3,
+                7 + i % 2,
+                base - D::days(2) + D::minutes(13 * i as i64),
+            )
+        })
+        .collect();
+    tail.extend((0..4).map(|i| ev(format!("s-{i}"), 1, i, base + D::minutes(11 * i as i64))));
+    tail.extend((0..3).map(|i| {
+        ev(
+            format!("n-{i}"),
+            1,
+            9,
+            base + D::days(1) + D::hours(i as i64),
+        )
+    }));
+    tail.extend(rolled.iter().take(4).map(|(id, _, user, t)| {
+        (
+            id.clone(),
+            "ad-1".to_string(),
+            user.clone(),
+            *t + D::days(1),
+        )
+    }));
+    post_events(&f, &tail).await;
+    let sent: Vec<_> = rolled.iter().chain(&tail).cloned().collect();
+    let expected = recount(&sent);
+
+    let check = |levels_from_raw: bool| {
+        let f = &f;
+        let expected = &expected;
+        async move {
+            for (i, level) in ["minute", "hour", "day", "month"].iter().enumerate() {
+                for ad in ["ad-0", "ad-1", "ad-2"] {
+                    let want: Vec<String> = expected[i]
+                        .iter()
+                        .filter(|r| r.split('|').nth(1) == Some(ad))
+                        .cloned()
+                        .collect();
+                    // Straight after the acknowledgement: fresh without waiting.
+                    let got = cells(
+                        f,
+                        &format!(
+                            "SELECT window_start, ad_id, clicks, unique_users \
+                             FROM ad_click_stats('{ad}', '2017-09-01', '2018-01-01', '{level}') ORDER BY window_start"
+                        ),
+                    )
+                    .await;
+                    assert_eq!(got, want, "{level} stats of {ad}");
+                }
+                let sources = cells(
+                    f,
+                    &format!(
+                        "SELECT DISTINCT source FROM ad_click_stats('ad-1', '2017-09-01', '2018-01-01', '{level}') ORDER BY source"
+                    ),
+                )
+                .await;
+                let plan = cells(
+                    f,
+                    &format!(
+                        "EXPLAIN SELECT * FROM ad_click_stats('ad-1', '2017-09-01', '2018-01-01', '{level}')"
+                    ),
+                )
+                .await
+                .join("\n");
+                let table = format!("ad_clicks_{level}");
+                assert!(
+                    plan.contains(&format!(
+                        "AdClickStatsExec: level={level}, from {table} (reflects ad_clicks v"
+                    )),
+                    "{plan}"
+                );
+                if levels_from_raw {
+                    // Minute to day: 2017-11-10 comes from the rollup, the tail's
+                    // dates from raw. Month: the tail touches 2017-11, so it is recounted.
+                    let want = if *level == "month" {
+                        vec!["ad_clicks".to_string()]
+                    } else {
+                        vec!["ad_clicks".to_string(), table.clone()]
+                    };
+                    assert_eq!(sources, want, "{level}");
+                    assert!(plan.contains("recounted from ad_clicks: ["), "{plan}");
+                } else {
+                    assert_eq!(sources, vec![table.clone()], "{level}");
+                    assert!(!plan.contains("recounted"), "{plan}");
+                }
+            }
+        }
+    };
+    check(true).await;
+
+    // The read API over HTTP answers the same windows, with the flags.
+    let (status, body) = http(
+        f.server.http_addr,
+        "GET",
+        "/v1/ads/ad-1/stats?start=2017-09-01&end=2018-01-01&granularity=day",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let got: Vec<String> = reply["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|w| {
+            let t =
+                chrono::DateTime::parse_from_rfc3339(w["window_start"].as_str().expect("start"))
+                    .expect("rfc3339")
+                    .with_timezone(&Utc);
+            format!(
+                "{}|{}|{}|{}|{}",
+                t.format("%Y-%m-%dT%H:%M:%SZ"),
+                w["ad_id"].as_str().expect("ad"),
+                w["clicks"],
+                w["unique_users"],
+                w["is_final"]
+            )
+        })
+        .collect();
+    let want: Vec<String> = expected[2]
+        .iter()
+        .filter(|r| r.split('|').nth(1) == Some("ad-1"))
+        .map(|r| format!("{r}|false"))
+        .collect();
+    assert_eq!(got, want);
+    let (status, body) = http(
+        f.server.http_addr,
+        "GET",
+        "/v1/ads/ad-1/stats?end=2018-01-01",
+        "",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("start is required"), "{body}");
+
+    // Once rolled up, every window comes from the rollups, with the same values.
+    Rollups::open(&f.store)
+        .await
+        .expect("rollups")
+        .run_once()
+        .await
+        .expect("rollup run");
+    check(false).await;
     f.stop().await;
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use clicklake_common::schema::{RAW_PARTITION, ROLLUP_PARTITION, raw_schema, rollup_schema};
 use clicklake_common::{Level, RAW_TABLE, StorageConfig};
-use datafusion::catalog::TableProvider;
 use datafusion::execution::context::SessionConfig;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
@@ -16,6 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::functions::{AdClickStats, UserAdClicks};
+use crate::stats::{Snapshot, StatsTables, TailCache};
 
 /// Catalog name shown to Flight SQL clients.
 pub const CATALOG: &str = "clicklake";
@@ -25,6 +25,8 @@ pub const SCHEMA: &str = "public";
 /// The Delta tables of one store, kept open between queries.
 pub struct Catalog {
     tables: Mutex<BTreeMap<&'static str, DeltaTable>>,
+    /// What each raw version added, for the stats functions' raw tail.
+    tail: Arc<TailCache>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -59,6 +61,7 @@ impl Catalog {
         }
         Ok(Self {
             tables: Mutex::new(tables),
+            tail: Arc::default(),
         })
     }
 
@@ -99,8 +102,8 @@ impl Catalog {
             .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         clicklake_sql::sketch::register(&ctx);
-        let mut providers: BTreeMap<&'static str, Arc<dyn TableProvider>> = BTreeMap::new();
-        for (name, table) in &tables {
+        let mut snapshots: BTreeMap<&'static str, Snapshot> = BTreeMap::new();
+        for (name, table) in tables {
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(|source| Error::Delta {
@@ -108,16 +111,27 @@ impl Catalog {
                     source,
                 })?;
             let provider = table.table_provider().await?;
-            ctx.register_table(*name, provider.clone())?;
-            providers.insert(name, provider);
+            ctx.register_table(name, provider.clone())?;
+            snapshots.insert(name, Snapshot { table, provider });
         }
-        let rollups = Level::ALL
+        let levels = Level::ALL
             .iter()
-            .filter_map(|l| providers.get(l.table()).map(|p| (*l, p.clone())))
+            .filter_map(|l| snapshots.get(l.table()).map(|s| (*l, s.clone())))
             .collect();
-        ctx.register_udtf("ad_click_stats", Arc::new(AdClickStats::new(rollups)));
-        if let Some(raw) = providers.get(RAW_TABLE) {
-            ctx.register_udtf("user_ad_clicks", Arc::new(UserAdClicks::new(raw.clone())));
+        if let Some(raw) = snapshots.remove(RAW_TABLE) {
+            ctx.register_udtf(
+                "user_ad_clicks",
+                Arc::new(UserAdClicks::new(raw.provider.clone())),
+            );
+            let stats = StatsTables {
+                raw,
+                levels,
+                tail: self.tail.clone(),
+            };
+            ctx.register_udtf(
+                "ad_click_stats",
+                Arc::new(AdClickStats::new(Arc::new(stats))),
+            );
         }
         Ok(ctx)
     }

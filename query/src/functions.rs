@@ -2,8 +2,10 @@
 //!
 //! - `ad_click_stats(ad_id, start, end, granularity)`: per window of the
 //!   granularity (`minute`, `hour`, `day`, `month`) starting in
-//!   `[start, end)`: clicks, unique users, conversions and the device and
-//!   country breakdowns, read from that level's rollup table.
+//!   `[start, end)`: clicks, unique users, conversions, the device and
+//!   country breakdowns, whether the window is final and where the row came
+//!   from: that level's rollup table, stitched with a recount of the raw
+//!   events it does not reflect yet (see [`crate::stats`]).
 //!
 //! Like any SQL relation their rows come in no set order: add `ORDER BY`.
 //! - `user_ad_clicks(user_id, start, end)`: the user's clicks with event time
@@ -11,7 +13,6 @@
 //!
 //! `start` and `end` are RFC 3339 strings, `YYYY-MM-DD` dates or timestamps.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clicklake_common::schema::UTC;
@@ -26,16 +27,18 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, JoinType, LogicalPlanBuilder};
 use datafusion::prelude::{col, lit};
 
+use crate::stats::{StatsTables, StitchedStats};
+
 /// `ad_click_stats(ad_id, start, end, granularity)`.
 #[derive(Debug)]
 pub struct AdClickStats {
-    rollups: BTreeMap<Level, Arc<dyn TableProvider>>,
+    tables: Arc<StatsTables>,
 }
 
 impl AdClickStats {
-    /// Over the given rollup tables (one snapshot each).
-    pub fn new(rollups: BTreeMap<Level, Arc<dyn TableProvider>>) -> Self {
-        Self { rollups }
+    /// Over one snapshot of the raw table and of each rollup table.
+    pub fn new(tables: Arc<StatsTables>) -> Self {
+        Self { tables }
     }
 }
 
@@ -53,33 +56,16 @@ impl TableFunctionImpl for AdClickStats {
                 "{F}: granularity must be one of minute, hour, day, month; got {g:?}"
             );
         };
-        let Some(provider) = self.rollups.get(&level) else {
+        if !self.tables.levels.contains_key(&level) {
             return plan_err!("{F}: table {} is not available", level.table());
-        };
-        let plan =
-            LogicalPlanBuilder::scan(level.table(), provider_as_source(provider.clone()), None)?
-                .filter(
-                    col("ad_id")
-                        .eq(lit(ad))
-                        .and(col("window_start").gt_eq(ts(start)))
-                        .and(col("window_start").lt(ts(end))),
-                )?
-                .project(
-                    [
-                        "window_start",
-                        "ad_id",
-                        "clicks",
-                        "unique_users",
-                        "unique_users_exact",
-                        "conversions",
-                        "clicks_by_device",
-                        "clicks_by_country",
-                    ]
-                    .map(col),
-                )?
-                .sort([col("window_start").sort(true, false)])?
-                .build()?;
-        Ok(Arc::new(ViewTable::new(plan, None)))
+        }
+        Ok(Arc::new(StitchedStats::new(
+            self.tables.clone(),
+            level,
+            ad,
+            start,
+            end,
+        )))
     }
 }
 

@@ -11,10 +11,12 @@ pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod functions;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod prepared;
 pub mod service;
+pub mod stats;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};

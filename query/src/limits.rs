@@ -49,6 +49,23 @@ pub struct Guarded {
     rows: usize,
     max_rows: usize,
     done: bool,
+    _running: Running,
+}
+
+/// Counts a statement in [`crate::metrics::RUNNING`] while it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        crate::metrics::RUNNING.inc();
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        crate::metrics::RUNNING.dec();
+    }
 }
 
 impl Guarded {
@@ -61,6 +78,7 @@ impl Guarded {
             rows: 0,
             max_rows: args.max_result_rows,
             done: false,
+            _running: Running::start(),
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, IntCounterVec, register_histogram, register_int_counter_vec};
+use prometheus::{
+    Histogram, IntCounterVec, IntGauge, register_histogram, register_int_counter_vec,
+    register_int_gauge,
+};
 
 #[allow(clippy::expect_used)]
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -27,10 +30,20 @@ pub static START_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     ))
 });
 
+/// Statements whose results are being produced now. A client that cancels
+/// or disconnects drops its stream, which stops the query and takes it off.
+pub static RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(register_int_gauge!(
+        "clicklake_query_running_statements",
+        "Statements executing now (a cancelled or disconnected client's statement stops and leaves)"
+    ))
+});
+
 /// Register every metric of the crate, so each is exported from the start.
 pub fn register() {
     LazyLock::force(&STATEMENTS);
     LazyLock::force(&START_SECONDS);
+    LazyLock::force(&RUNNING);
     // Every outcome exists at zero from the start, so `rate()` sees the first one.
     for outcome in OUTCOMES {
         STATEMENTS.with_label_values(&[outcome]);

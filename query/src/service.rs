@@ -275,6 +275,22 @@ impl FlightSqlServer {
         )))
     }
 
+    /// Run one read-only statement under the guardrails and collect its
+    /// rows (the HTTP read API); counted like a Flight SQL statement.
+    pub async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>, Status> {
+        let started = Instant::now();
+        let run = async {
+            let df = self.plan(sql, None).await?;
+            let batches = df.execute_stream().await?;
+            let remaining = self.limits.query_timeout.saturating_sub(started.elapsed());
+            let rows: Vec<RecordBatch> = limits::guard(batches, &self.limits, remaining)
+                .try_collect()
+                .await?;
+            Ok::<_, Error>(rows)
+        };
+        Self::observe(started, run.await.map_err(Status::from))
+    }
+
     /// Count a statement's outcome and start time.
     fn observe<T>(started: Instant, result: Result<T, Status>) -> Result<T, Status> {
         metrics::STATEMENTS

@@ -108,3 +108,50 @@ def test_key_calls_answer_empty_with_the_spec_schema(server):
         assert keys.num_rows == 0
         assert keys.schema.names[:4] == ["pk_catalog_name", "pk_db_schema_name", "pk_table_name", "pk_column_name"]
         assert len(keys.schema.names) == 13
+
+
+def test_a_result_of_10_million_cells_arrives_whole(conn):
+    import pyarrow.compute as pc
+    n = 1_000_000
+    columns = ", ".join(f"value + {i} AS c{i}" for i in range(10))
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM generate_series(1, {n})")
+        table = cur.fetch_arrow_table()
+    assert (table.num_rows, table.num_columns) == (n, 10)
+    # Sum of value + i over 1..n, by the formula.
+    for i in range(10):
+        assert pc.sum(table[f"c{i}"]).as_py() == n * (n + 1) // 2 + i * n
+
+
+def _running(server) -> float:
+    return server.metrics()["clicklake_query_running_statements"]
+
+
+def test_a_cancelled_query_stops_on_the_server_and_the_server_keeps_serving(server, conn):
+    import threading
+    import time
+    assert _running(server) == 0
+    failures = []
+    with flightsql.connect(server.uri, autocommit=True) as other, other.cursor() as cur:
+        def run():
+            try:
+                # Minutes of work with no row to send before the end.
+                cur.execute("SELECT count(*) FROM generate_series(1, 100000000000)")
+                cur.fetchall()
+            except Exception as e:  # the cancellation is what this test wants
+                failures.append(e)
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.time() + 30
+        while _running(server) < 1:
+            assert time.time() < deadline, "the query never started"
+            time.sleep(0.05)
+        cur.adbc_cancel()
+        worker.join(60)
+        assert not worker.is_alive(), "the cancelled query still blocks its client"
+    assert failures and "cancel" in str(failures[0]).lower(), failures
+    deadline = time.time() + 10
+    while _running(server) > 0:
+        assert time.time() < deadline, "the server still runs the cancelled query"
+        time.sleep(0.05)
+    assert rows(conn, "SELECT sum(clicks) FROM ad_clicks_month") == [(3000,)]
