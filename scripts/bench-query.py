@@ -525,11 +525,13 @@ def section(r, m, profile, command, repeat, runs):
             "",
         ]
     else:
+        why = (f"The query node did not serve the HTTP read API ({read['fallback_reason']}), so the same calls ran"
+               if read["fallback_reason"] else "With `--via sql` the same calls ran")
         lines += [
-            "### Read API (over SQL: the HTTP read API was not reachable)",
+            "### Read API (over SQL: " + ("the HTTP read API was not reachable)" if read["fallback_reason"]
+                                          else "`--via sql`)"),
             "",
-            f"The query node did not serve the HTTP read API ({read['fallback_reason']}), so the same calls ran "
-            "as `clicklake sql` statements over the table functions the HTTP handlers call "
+            f"{why} as `clicklake sql` statements over the table functions the HTTP handlers call "
             "(`SELECT * FROM ad_click_stats(ad, start, end, granularity) ORDER BY window_start`, "
             "`SELECT * FROM user_ad_clicks(user, start, end) ORDER BY event_time, event_id`). Times are the "
             "client's own (its `N row(s) in S s` line: from sending the statement to the last batch, without "

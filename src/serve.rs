@@ -294,12 +294,20 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
                 .await
                 .with_context(|| format!("binding the gRPC listener on {addr}"))?;
             let bound = listener.local_addr()?;
-            let server = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = server_tls(&roles.auth)? {
+                builder = builder
+                    .tls_config(tls)
+                    .context("configuring TLS for the gRPC listener")?;
+            }
+            let server = builder
                 .layer(AuthLayer(auth.clone()))
                 .add_optional_service(ingest.clone().map(IngestGrpc::service))
                 .add_optional_service(flight)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    // No Nagle delay: a Flight SQL statement is several small
+                    // request/answer exchanges.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     shutdown.clone().cancelled_owned(),
                 );
             (Some(server), Some(bound))
@@ -314,10 +322,12 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics));
     if let Some(read_api) = read_api {
-        http_app = http_app.merge(read_api.layer(axum::middleware::from_fn_with_state(
-            auth.clone(),
-            crate::auth::require_bearer,
-        )));
+        http_app = http_app
+            .merge(read_api.layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                crate::auth::require_bearer,
+            )))
+            .merge(clicklake_query::http::dashboard());
     }
     if let Some(ingest) = &ingest {
         let ingest_routes = clicklake_ingest::http::router(ingest.clone()).layer(
@@ -360,6 +370,21 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         shutdown,
         task,
     })
+}
+
+/// The gRPC listener's TLS configuration, when --tls-cert and --tls-key are given.
+fn server_tls(auth: &AuthArgs) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("reading the TLS {what} {}", path.display()))
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "key")?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
 }
 
 async fn metrics() -> (StatusCode, String) {

@@ -27,6 +27,11 @@ pub struct SqlArgs {
     #[arg(long, env = "CLICKLAKE_USER")]
     pub user: Option<String>,
 
+    /// CA certificate (PEM) to verify an https:// endpoint with (a server
+    /// started with --tls-cert using its own certificate authority).
+    #[arg(long, env = "CLICKLAKE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
     /// Password for --user.
     #[arg(
         long,
@@ -38,7 +43,14 @@ pub struct SqlArgs {
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let mut client = SqlClient::connect(&args.endpoint).await?;
+    let ca = match &args.tls_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading --tls-ca {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut client = SqlClient::connect_tls(&args.endpoint, ca.as_deref()).await?;
     if let Some(token) = &args.token {
         client.inner().set_token(token.clone());
     }

@@ -39,6 +39,15 @@ pub struct AuthArgs {
     /// Allow serving without authentication on an address other than loopback.
     #[arg(long, env = "CLICKLAKE_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+
+    /// Serve gRPC (ingest and Flight SQL) over TLS with this certificate
+    /// chain (PEM); needs --tls-key.
+    #[arg(long, env = "CLICKLAKE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "CLICKLAKE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Why a call or a login was refused. The text goes to the client.
@@ -191,7 +200,7 @@ mod tests {
         Auth::from_args(&AuthArgs {
             auth_users: vec!["analyst:s3cret".into()],
             auth_tokens: vec!["static-token".into()],
-            insecure_no_auth: false,
+            ..Default::default()
         })
         .expect("valid flags")
     }

@@ -15,6 +15,7 @@ pub mod backfill;
 pub mod error;
 pub mod housekeeping;
 pub mod metrics;
+pub mod quality;
 pub mod reconcile;
 pub mod rollup;
 
@@ -27,6 +28,7 @@ use tracing::{error, info};
 pub use backfill::{Backfill, BackfillMetrics};
 pub use error::{Error, Result};
 pub use housekeeping::{HousekeepingArgs, OptimizeReport, VacuumReport};
+pub use quality::{QualityArgs, QualityReport};
 pub use reconcile::{Difference, Reconcile, ReconcileReport};
 pub use rollup::{Clock, DEFAULT_LATENESS, Finality, RollupMetrics, Rollups};
 
@@ -49,6 +51,9 @@ pub struct CompactorArgs {
 
     #[command(flatten)]
     pub housekeeping: HousekeepingArgs,
+
+    #[command(flatten)]
+    pub quality: QualityArgs,
 }
 
 /// Keep the rollups current until `shutdown` is cancelled.
@@ -75,7 +80,12 @@ pub async fn run(
             housekeeping(&storage, &args.housekeeping).await;
         }
         match rollups.run_once().await {
-            Ok(m) if m.raw_versions > 0 => info!(?m, "rolled up"),
+            Ok(m) if m.raw_versions > 0 => {
+                info!(?m, "rolled up");
+                if let Err(err) = quality::evaluate(&mut rollups, &m, &args.quality).await {
+                    error!(%err, "data-quality checks failed");
+                }
+            }
             Ok(_) => {}
             // A failed run changes nothing; the next tick retries from the same progress.
             Err(err) => error!(%err, "rollup run failed"),

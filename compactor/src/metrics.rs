@@ -3,8 +3,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram,
-    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    GaugeVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_gauge_vec,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
 };
 
 #[allow(clippy::expect_used)]
@@ -78,6 +79,24 @@ pub static HOUSEKEEPING_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     ))
 });
 
+/// Data-quality checks: 1 while a check fires (see `quality`).
+pub static QUALITY_FIRING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    must(register_int_gauge_vec!(
+        "clicklake_compactor_quality_firing",
+        "Data-quality check state: 1 while firing, 0 otherwise",
+        &["check"]
+    ))
+});
+
+/// The value each data-quality check judged last.
+pub static QUALITY_VALUE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    must(register_gauge_vec!(
+        "clicklake_compactor_quality_value",
+        "Value a data-quality check judged: clicks now / reference, ads dropped or spiked, late or duplicate share",
+        &["check"]
+    ))
+});
+
 /// Register every metric of the crate, so each is exported from the start.
 pub fn register() {
     LazyLock::force(&ROLLUP_RUNS);
@@ -86,6 +105,10 @@ pub fn register() {
     LazyLock::force(&ROLLUP_SECONDS);
     LazyLock::force(&WATERMARK);
     LazyLock::force(&HOUSEKEEPING_ERRORS);
+    for check in crate::quality::CHECKS {
+        QUALITY_FIRING.with_label_values(&[check]);
+        QUALITY_VALUE.with_label_values(&[check]);
+    }
     for (label, _) in crate::rollup::LATENESS_BUCKETS {
         LATE_EVENTS.with_label_values(&[label]);
     }

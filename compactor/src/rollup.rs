@@ -88,6 +88,13 @@ pub struct RollupMetrics {
     pub watermark: i64,
     /// Events of this run that arrived behind the previous watermark.
     pub late_events: u64,
+    /// Rows the run's new raw files hold (counted with `late_events`; 0 on
+    /// a first run, which has no previous watermark).
+    pub new_events: u64,
+    /// Stored rows of the recounted windows' event ids, copies included.
+    pub stored_rows: u64,
+    /// Distinct event ids among them.
+    pub distinct_events: u64,
 }
 
 /// The raw table and the four rollup tables of one store.
@@ -259,6 +266,7 @@ impl Rollups {
         let ctx = self.raw_context(current).await?;
         let mut dates = changed.as_ref().map(|c| c.dates.clone());
         load_candidates(&ctx, dates.as_ref().map(month_ranges).as_deref()).await?;
+        (m.stored_rows, m.distinct_events) = candidate_counts(&ctx).await?;
         let newest = newest.max(newest_event_time(&ctx, CANDIDATES).await?);
         let watermark = watermark_of(newest, self.lateness);
         if let Some(dates) = dates.as_mut()
@@ -278,7 +286,8 @@ impl Rollups {
         if let Some(c) = &changed
             && previous > i64::MIN
         {
-            m.late_events = count_late(&ctx, &c.files, newest.unwrap_or(0), previous).await?;
+            (m.late_events, m.new_events) =
+                count_late(&ctx, &c.files, newest.unwrap_or(0), previous).await?;
         }
         let finality = Finality {
             watermark,
@@ -406,15 +415,15 @@ pub const LATENESS_BUCKETS: [(&str, i64); 6] = [
 
 /// Count the rows of `files` (in the candidates) with an event time behind
 /// `watermark`, by how far behind `newest` they are, into the late-events
-/// metric; returns the total.
+/// metric; returns the late total and the rows of `files`.
 async fn count_late(
     ctx: &SessionContext,
     files: &BTreeSet<String>,
     newest: i64,
     watermark: i64,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     if files.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let names = files
         .iter()
@@ -427,10 +436,11 @@ async fn count_late(
         .collect::<Vec<_>>()
         .join(" ");
     let sql = format!(
-        "SELECT CASE {bucket} END AS lateness, count(*) AS n FROM (
-             SELECT {newest} - CAST(event_time AS BIGINT) AS lag FROM {CANDIDATES}
-             WHERE CAST(event_time AS BIGINT) < {watermark}
-               AND regexp_replace(CAST({FILE_COLUMN} AS VARCHAR), '^.*/', '') IN ({names})
+        "SELECT CASE WHEN late THEN CASE {bucket} END ELSE '' END AS lateness, count(*) AS n FROM (
+             SELECT {newest} - CAST(event_time AS BIGINT) AS lag,
+                    CAST(event_time AS BIGINT) < {watermark} AS late
+             FROM {CANDIDATES}
+             WHERE regexp_replace(CAST({FILE_COLUMN} AS VARCHAR), '^.*/', '') IN ({names})
          ) GROUP BY 1"
     );
     let batches = ctx
@@ -440,7 +450,7 @@ async fn count_late(
         .collect()
         .await
         .map_err(query_err(RAW_TABLE))?;
-    let mut total = 0;
+    let (mut late, mut all) = (0, 0);
     for b in &batches {
         let labels =
             crate::housekeeping::utf8(b.column(0)).map_err(|e| query_err(RAW_TABLE)(e.into()))?;
@@ -448,13 +458,17 @@ async fn count_late(
         let counts = b.column(1).as_primitive::<Int64Type>();
         for row in 0..b.num_rows() {
             let n = counts.value(row) as u64;
+            all += n;
+            if labels.value(row).is_empty() {
+                continue;
+            }
             metrics::LATE_EVENTS
                 .with_label_values(&[labels.value(row)])
                 .inc_by(n);
-            total += n;
+            late += n;
         }
     }
-    Ok(total)
+    Ok((late, all))
 }
 
 /// Name of the in-memory table of the first copies among the candidates,
@@ -518,6 +532,21 @@ pub(crate) async fn load_candidates(
     materialize(ctx, FIRST_COPIES, first)
         .await
         .map_err(query_err)
+}
+
+/// Rows of the candidates and of their first copies (the distinct events).
+async fn candidate_counts(ctx: &SessionContext) -> Result<(u64, u64)> {
+    let mut counts = [0u64; 2];
+    for (i, table) in [CANDIDATES, FIRST_COPIES].iter().enumerate() {
+        counts[i] = ctx
+            .table(*table)
+            .await
+            .map_err(query_err(RAW_TABLE))?
+            .count()
+            .await
+            .map_err(query_err(RAW_TABLE))? as u64;
+    }
+    Ok((counts[0], counts[1]))
 }
 
 /// Run `df` and register its rows in memory as `name` (replacing any).

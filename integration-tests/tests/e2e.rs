@@ -65,6 +65,7 @@ impl Fixture {
                 allowed_lateness: clicklake_compactor::DEFAULT_LATENESS,
                 optimize_interval: Duration::ZERO,
                 housekeeping: Default::default(),
+                quality: Default::default(),
             },
             query: QueryArgs::default(),
         };

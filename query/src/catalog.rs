@@ -128,9 +128,11 @@ impl Catalog {
                 levels,
                 tail: self.tail.clone(),
             };
+            let stats = Arc::new(stats);
+            ctx.register_udtf("ad_click_stats", Arc::new(AdClickStats::new(stats.clone())));
             ctx.register_udtf(
-                "ad_click_stats",
-                Arc::new(AdClickStats::new(Arc::new(stats))),
+                "all_ad_click_stats",
+                Arc::new(AdClickStats::every_ad(stats)),
             );
         }
         Ok(ctx)

@@ -6,7 +6,7 @@ use arrow::datatypes::SchemaRef;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::service::MAX_MESSAGE_BYTES;
 
@@ -26,8 +26,24 @@ pub struct QueryResult {
 impl SqlClient {
     /// Connect to `endpoint` (e.g. `http://127.0.0.1:50051`).
     pub async fn connect(endpoint: &str) -> Result<Self, FlightError> {
-        let channel = Channel::from_shared(endpoint.to_string())
-            .map_err(|e| FlightError::ProtocolError(format!("endpoint {endpoint:?}: {e}")))?
+        Self::connect_tls(endpoint, None).await
+    }
+
+    /// Connect to `endpoint`; an `https://` endpoint is verified against
+    /// `ca` (PEM) when given, else against the system's roots.
+    pub async fn connect_tls(endpoint: &str, ca: Option<&[u8]>) -> Result<Self, FlightError> {
+        let mut channel = Channel::from_shared(endpoint.to_string())
+            .map_err(|e| FlightError::ProtocolError(format!("endpoint {endpoint:?}: {e}")))?;
+        if endpoint.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_enabled_roots();
+            if let Some(ca) = ca {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            channel = channel
+                .tls_config(tls)
+                .map_err(|e| FlightError::ProtocolError(format!("TLS for {endpoint}: {e}")))?;
+        }
+        let channel = channel
             .connect()
             .await
             .map_err(|e| FlightError::ProtocolError(format!("connecting to {endpoint}: {e}")))?;

@@ -6,6 +6,7 @@
 //!   country breakdowns, whether the window is final and where the row came
 //!   from: that level's rollup table, stitched with a recount of the raw
 //!   events it does not reflect yet (see [`crate::stats`]).
+//! - `all_ad_click_stats(start, end, granularity)`: the same for every ad.
 //!
 //! Like any SQL relation their rows come in no set order: add `ORDER BY`.
 //! - `user_ad_clicks(user_id, start, end)`: the user's clicks with event time
@@ -29,35 +30,68 @@ use datafusion::prelude::{col, lit};
 
 use crate::stats::{StatsTables, StitchedStats};
 
-/// `ad_click_stats(ad_id, start, end, granularity)`.
+/// `ad_click_stats(ad_id, start, end, granularity)`, or with `every_ad`
+/// `all_ad_click_stats(start, end, granularity)`: the same rows for every ad.
 #[derive(Debug)]
 pub struct AdClickStats {
     tables: Arc<StatsTables>,
+    every_ad: bool,
 }
 
 impl AdClickStats {
     /// Over one snapshot of the raw table and of each rollup table.
     pub fn new(tables: Arc<StatsTables>) -> Self {
-        Self { tables }
+        Self {
+            tables,
+            every_ad: false,
+        }
+    }
+
+    /// `all_ad_click_stats`: every ad's windows.
+    pub fn every_ad(tables: Arc<StatsTables>) -> Self {
+        Self {
+            tables,
+            every_ad: true,
+        }
     }
 }
 
 impl TableFunctionImpl for AdClickStats {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        const F: &str = "ad_click_stats(ad_id, start, end, granularity)";
-        let [ad, start, end, granularity] = args.exprs() else {
-            return plan_err!("{F} takes 4 arguments, got {}", args.exprs().len());
+        let (f, ad, start, end, granularity) = match (self.every_ad, args.exprs()) {
+            (false, [ad, start, end, g]) => {
+                let f = "ad_click_stats(ad_id, start, end, granularity)";
+                (f, Some(string_arg(f, "ad_id", ad)?), start, end, g)
+            }
+            (true, [start, end, g]) => (
+                "all_ad_click_stats(start, end, granularity)",
+                None,
+                start,
+                end,
+                g,
+            ),
+            (false, other) => {
+                return plan_err!(
+                    "ad_click_stats(ad_id, start, end, granularity) takes 4 arguments, got {}",
+                    other.len()
+                );
+            }
+            (true, other) => {
+                return plan_err!(
+                    "all_ad_click_stats(start, end, granularity) takes 3 arguments, got {}",
+                    other.len()
+                );
+            }
         };
-        let ad = string_arg(F, "ad_id", ad)?;
-        let (start, end) = range_args(F, start, end)?;
-        let g = string_arg(F, "granularity", granularity)?;
+        let (start, end) = range_args(f, start, end)?;
+        let g = string_arg(f, "granularity", granularity)?;
         let Some(level) = Level::parse(&g) else {
             return plan_err!(
-                "{F}: granularity must be one of minute, hour, day, month; got {g:?}"
+                "{f}: granularity must be one of minute, hour, day, month; got {g:?}"
             );
         };
         if !self.tables.levels.contains_key(&level) {
-            return plan_err!("{F}: table {} is not available", level.table());
+            return plan_err!("{f}: table {} is not available", level.table());
         }
         Ok(Arc::new(StitchedStats::new(
             self.tables.clone(),

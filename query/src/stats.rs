@@ -149,14 +149,21 @@ pub struct StatsTables {
 pub struct StitchedStats {
     tables: Arc<StatsTables>,
     level: Level,
-    ad: String,
+    /// One ad, or every ad (`None`).
+    ad: Option<String>,
     start: i64,
     end: i64,
     schema: SchemaRef,
 }
 
 impl StitchedStats {
-    pub fn new(tables: Arc<StatsTables>, level: Level, ad: String, start: i64, end: i64) -> Self {
+    pub fn new(
+        tables: Arc<StatsTables>,
+        level: Level,
+        ad: Option<String>,
+        start: i64,
+        end: i64,
+    ) -> Self {
         Self {
             tables,
             level,
@@ -213,7 +220,7 @@ impl StitchedStats {
         let mut from_rollup = ctx
             .table(level_table)
             .await?
-            .filter(col("ad_id").eq(lit(self.ad.clone())).and(windows.clone()))?;
+            .filter(self.of_ad(windows.clone()))?;
         if !tail.is_empty() {
             from_rollup = from_rollup.filter(not(range_filter(tail, "window_start", partition)))?;
         }
@@ -221,11 +228,7 @@ impl StitchedStats {
         if tail.is_empty() {
             return Ok(from_rollup);
         }
-        let in_tail = col("ad_id").eq(lit(self.ad.clone())).and(range_filter(
-            tail,
-            "event_time",
-            Some(RAW_PARTITION),
-        ));
+        let in_tail = self.of_ad(range_filter(tail, "event_time", Some(RAW_PARTITION)));
         // Every stored copy of the ids that have a copy of this ad in the
         // tail: the first copy decides where an event counts.
         let ids = ctx
@@ -253,6 +256,14 @@ impl StitchedStats {
             .filter(windows)?;
         let recounted = self.conform(recounted, lit(false), RAW_TABLE)?;
         from_rollup.union(recounted)
+    }
+
+    /// `e`, for this call's ad only when it names one.
+    fn of_ad(&self, e: Expr) -> Expr {
+        match &self.ad {
+            Some(ad) => col("ad_id").eq(lit(ad.clone())).and(e),
+            None => e,
+        }
     }
 
     /// `df` with the columns of [`stats_schema`], in order and type.
