@@ -266,13 +266,15 @@ impl FlightSqlServer {
         df: DataFrame,
         started: Instant,
     ) -> Result<Response<DoGetStream>, Status> {
+        // The schema GetFlightInfo announced (the plan's): the executed plan
+        // may say otherwise of nullability, and clients check they agree.
+        let schema = df.schema().as_arrow().clone();
         let batches = df.execute_stream().await.map_err(Error::from)?;
         let remaining = self.limits.query_timeout.saturating_sub(started.elapsed());
-        Ok(encode_stream(limits::guard(
-            batches,
-            &self.limits,
-            remaining,
-        )))
+        Ok(encode_stream(
+            limits::guard(batches, &self.limits, remaining),
+            &schema,
+        ))
     }
 
     /// Run one read-only statement under the guardrails and collect its
@@ -376,7 +378,8 @@ fn to_wire(
         .zip(schema.fields())
         .all(|(a, b)| a.data_type() == b.data_type())
     {
-        return batch.with_schema(schema.clone());
+        // Same types; the announced nullability (checked against the data).
+        return RecordBatch::try_new(schema.clone(), batch.columns().to_vec());
     }
     let columns = batch
         .columns()
@@ -405,8 +408,8 @@ fn encode_batch(
     Response::new(Box::pin(stream))
 }
 
-fn encode_stream(batches: SendableRecordBatchStream) -> Response<DoGetStream> {
-    let schema: SchemaRef = Arc::new(wire_schema(&batches.schema()));
+fn encode_stream(batches: SendableRecordBatchStream, announced: &Schema) -> Response<DoGetStream> {
+    let schema: SchemaRef = Arc::new(wire_schema(announced));
     let wire = schema.clone();
     let batches = batches
         .map_err(|e| FlightError::Tonic(Box::new(Error::Sql(e).into())))

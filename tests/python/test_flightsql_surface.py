@@ -155,3 +155,21 @@ def test_a_cancelled_query_stops_on_the_server_and_the_server_keeps_serving(serv
         assert time.time() < deadline, "the server still runs the cancelled query"
         time.sleep(0.05)
     assert rows(conn, "SELECT sum(clicks) FROM ad_clicks_month") == [(3000,)]
+
+
+def test_sql_info_names_the_server_honestly(conn):
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "clicklake"
+    assert info["vendor_version"] == "0.1.0"
+    assert info["vendor_arrow_version"] == "1.3"
+
+
+def test_wide_rows_arrive_split_under_the_message_limit(conn):
+    import pyarrow.compute as pc
+    # 2,000 rows of 100,000 bytes: 200 MB, three times one gRPC message's limit.
+    with conn.cursor() as cur:
+        cur.execute("SELECT value, repeat('x', 100000) AS wide FROM generate_series(1, 2000)")
+        table = cur.fetch_arrow_table()
+    assert table.num_rows == 2000
+    assert pc.sum(pc.utf8_length(table["wide"])).as_py() == 200_000_000
+    assert pc.sum(table["value"]).as_py() == 2000 * 2001 // 2
