@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/clicklake
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help build demo test test-rust test-python test-s3 test-kills bench bench-ingest bench-compact bench-query python-env fmt lint clean-data
+.PHONY: help build demo test test-rust test-python test-s3 test-kills bench bench-ingest bench-compact bench-query python-env test-tools fmt lint clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,17 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
-test-python: build python-env ## End-to-end tests through the Python ADBC Flight SQL driver
+# Tools the tests drive, from Debian's packages (as root, only when missing):
+# Chromium for the dashboard's browser test (through Playwright, whose own
+# browser downloads are never used) and promtool for the alert rules.
+test-tools: ## Chromium and promtool for the tests (apt-get, only when missing)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/promtool ]; then \
+		echo "== installing Chromium and promtool from Debian's packages"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation prometheus >/dev/null; \
+	fi
+
+test-python: build python-env test-tools ## End-to-end tests through the Python ADBC Flight SQL driver and Chromium
 	CLICKLAKE_BIN=$(BIN) $(PY) -m pytest -v tests/python
 
 KILLS ?= 100
@@ -41,7 +51,7 @@ test-kills: build python-env ## The SIGKILL drills in their long mode (KILLS=100
 	CLICKLAKE_BIN=$(BIN) CLICKLAKE_DRILL_KILLS=$(KILLS) CLICKLAKE_KILLS=$(KILLS) $(PY) -m pytest -v -s \
 		tests/python/test_drills.py tests/python/test_durability.py -k sigkill
 
-test-s3: build python-env ## The end-to-end suite on a real S3 server (Ceph RGW on loopback, installed if missing)
+test-s3: build python-env test-tools ## The end-to-end suite on a real S3 server (Ceph RGW on loopback, installed if missing)
 	CLICKLAKE_BIN=$(BIN) PY=$(PY) scripts/test-s3.sh
 
 bench: bench-ingest bench-compact bench-query ## Every benchmark; each rewrites its section of docs/BENCHMARKS.md

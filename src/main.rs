@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// All-in-one server: ingest, compactor loop, Flight SQL and HTTP.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// An ingest node only (gRPC and HTTP ingest); several may share a store.
     Ingest(serve::IngestRoleArgs),
     /// The compactor loop only (one per store).
@@ -77,7 +77,7 @@ fn run() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args.into()).await,
+            Command::Serve(args) => serve::run((*args).into()).await,
             Command::Ingest(args) => serve::run(args.into()).await,
             Command::Compactor(args) => serve::run(args.into()).await,
             Command::Query(args) => serve::run(args.into()).await,

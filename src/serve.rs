@@ -318,8 +318,10 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         .await
         .with_context(|| format!("binding the HTTP listener on {}", roles.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let ready_store = storage.clone();
     let mut http_app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(move || ready(ready_store.clone())))
         .route("/metrics", get(metrics));
     if let Some(read_api) = read_api {
         http_app = http_app
@@ -370,6 +372,27 @@ pub async fn start(roles: impl Into<Roles>, shutdown: CancellationToken) -> anyh
         shutdown,
         task,
     })
+}
+
+/// `/ready`: 200 once the process serves and its store answers (the raw
+/// table opens within 5 s), else 503 with the reason. `/health` only says
+/// the process is up.
+async fn ready(storage: StorageConfig) -> (StatusCode, String) {
+    let open = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        storage.open(clicklake_common::RAW_TABLE),
+    );
+    match open.await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: store: {e}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store did not answer within 5 s\n".into(),
+        ),
+    }
 }
 
 /// The gRPC listener's TLS configuration, when --tls-cert and --tls-key are given.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use clicklake_common::StorageConfig;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use backfill::{Backfill, BackfillMetrics};
 pub use error::{Error, Result};
@@ -52,6 +52,16 @@ pub struct CompactorArgs {
     #[command(flatten)]
     pub housekeeping: HousekeepingArgs,
 
+    /// How often the compactor reconciles the recent rollups against a raw
+    /// recount (the result is `clicklake_compactor_reconcile_differences`;
+    /// 0 turns it off, `clicklake reconcile` still works).
+    #[arg(long, env = "CLICKLAKE_RECONCILE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// How far back from the newest event's day a scheduled reconcile recounts.
+    #[arg(long, env = "CLICKLAKE_RECONCILE_WINDOW", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub reconcile_window: Duration,
+
     #[command(flatten)]
     pub quality: QualityArgs,
 }
@@ -68,6 +78,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(args.rollup_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_housekeeping = tokio::time::Instant::now();
+    let mut last_reconcile: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -80,19 +91,52 @@ pub async fn run(
             housekeeping(&storage, &args.housekeeping).await;
         }
         match rollups.run_once().await {
-            Ok(m) if m.raw_versions > 0 => {
-                info!(?m, "rolled up");
-                if let Err(err) = quality::evaluate(&mut rollups, &m, &args.quality).await {
-                    error!(%err, "data-quality checks failed");
+            Ok(m) => {
+                if m.raw_versions > 0 {
+                    info!(?m, "rolled up");
+                    if let Err(err) = quality::evaluate(&mut rollups, &m, &args.quality).await {
+                        error!(%err, "data-quality checks failed");
+                    }
+                }
+                let due = last_reconcile.is_none_or(|t| t.elapsed() >= args.reconcile_interval);
+                if !args.reconcile_interval.is_zero() && m.watermark > i64::MIN && due {
+                    last_reconcile = Some(tokio::time::Instant::now());
+                    scheduled_reconcile(&mut rollups, &m, &args).await;
                 }
             }
-            Ok(_) => {}
             // A failed run changes nothing; the next tick retries from the same progress.
             Err(err) => error!(%err, "rollup run failed"),
         }
     }
     info!("compactor stopped");
     Ok(())
+}
+
+/// Reconcile the days up to the newest event's against the raw version the
+/// rollups reflect; a difference is logged and exported (the alert fires),
+/// not repaired: that is `clicklake reconcile --repair`'s, with a person
+/// looking.
+async fn scheduled_reconcile(rollups: &mut Rollups, run: &RollupMetrics, args: &CompactorArgs) {
+    const DAY: i64 = 86_400_000_000;
+    let newest = run
+        .watermark
+        .saturating_add(args.allowed_lateness.as_micros() as i64);
+    let to = newest.div_euclid(DAY) * DAY + DAY;
+    let from = to - DAY - args.reconcile_window.as_micros() as i64;
+    let result = match Reconcile::new(from, to) {
+        Ok(job) => job.at_raw_version(run.raw_version).run(rollups).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(r) if r.differences.is_empty() => info!(
+            raw_version = r.raw_version,
+            "scheduled reconcile: no difference"
+        ),
+        Ok(r) => {
+            warn!(raw_version = r.raw_version, differences = r.differences.len(), first = ?r.differences.first(), "scheduled reconcile found differences; run clicklake reconcile --repair")
+        }
+        Err(err) => error!(%err, "scheduled reconcile failed"),
+    }
 }
 
 /// One automatic optimize, retention and vacuum pass over every table; a

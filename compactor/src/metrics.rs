@@ -97,6 +97,16 @@ pub static QUALITY_VALUE: LazyLock<GaugeVec> = LazyLock::new(|| {
     ))
 });
 
+/// Data files each table's newest version references (set after every
+/// rollup run; optimize lowers it).
+pub static TABLE_FILES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    must(register_int_gauge_vec!(
+        "clicklake_compactor_table_files",
+        "Data files referenced by the newest version of each table",
+        &["table"]
+    ))
+});
+
 /// Register every metric of the crate, so each is exported from the start.
 pub fn register() {
     LazyLock::force(&ROLLUP_RUNS);
@@ -105,6 +115,12 @@ pub fn register() {
     LazyLock::force(&ROLLUP_SECONDS);
     LazyLock::force(&WATERMARK);
     LazyLock::force(&HOUSEKEEPING_ERRORS);
+    for level in clicklake_common::Level::ALL {
+        RECONCILE_DIFFERENCES.with_label_values(&[level.unit()]);
+    }
+    for table in clicklake_common::schema::all_tables() {
+        TABLE_FILES.with_label_values(&[table]);
+    }
     for check in crate::quality::CHECKS {
         QUALITY_FIRING.with_label_values(&[check]);
         QUALITY_VALUE.with_label_values(&[check]);

@@ -55,6 +55,8 @@ pub struct ReconcileReport {
 pub struct Reconcile {
     range: Backfill,
     repair: bool,
+    /// Recount this raw version instead of the newest.
+    raw_version: Option<i64>,
 }
 
 impl Reconcile {
@@ -63,7 +65,15 @@ impl Reconcile {
         Ok(Self {
             range: Backfill::new(from, to)?,
             repair: false,
+            raw_version: None,
         })
+    }
+
+    /// Recount raw version `v` (the one the rollups reflect) rather than the
+    /// newest, so commits not rolled up yet are not reported as differences.
+    pub fn at_raw_version(mut self, v: i64) -> Self {
+        self.raw_version = Some(v);
+        self
     }
 
     /// Rewrite every level that differs.
@@ -74,7 +84,8 @@ impl Reconcile {
 
     /// Run it.
     pub async fn run(&self, rollups: &mut Rollups) -> Result<ReconcileReport> {
-        let raw_version = rollups.refresh().await?;
+        let newest = rollups.refresh().await?;
+        let raw_version = self.raw_version.map_or(newest, |v| v.min(newest));
         let ctx = rollups.raw_context(raw_version).await?;
         let dates = self.range.dates();
         load_candidates(&ctx, Some(&level_ranges(Level::Month, &dates))).await?;

@@ -315,11 +315,21 @@ impl Rollups {
         Ok(m)
     }
 
-    /// The raw table's newest version, after a refresh of every table.
+    /// The raw table's newest version, after a refresh of every table
+    /// (their file counts go to `clicklake_compactor_table_files`).
     pub async fn refresh(&mut self) -> Result<i64> {
         self.raw.update_state().await.map_err(delta(RAW_TABLE))?;
         for (level, table) in &mut self.levels {
             table.update_state().await.map_err(delta(level.table()))?;
+        }
+        let tables = std::iter::once((RAW_TABLE, &self.raw))
+            .chain(self.levels.iter().map(|(l, t)| (l.table(), t)));
+        for (name, table) in tables {
+            if let Ok(state) = table.snapshot() {
+                metrics::TABLE_FILES
+                    .with_label_values(&[name])
+                    .set(state.log_data().num_files() as i64);
+            }
         }
         Ok(self.raw.version().unwrap_or(0) as i64)
     }

@@ -65,6 +65,8 @@ impl Fixture {
                 allowed_lateness: clicklake_compactor::DEFAULT_LATENESS,
                 optimize_interval: Duration::ZERO,
                 housekeeping: Default::default(),
+                reconcile_interval: Duration::ZERO,
+                reconcile_window: Duration::from_secs(86_400),
                 quality: Default::default(),
             },
             query: QueryArgs::default(),

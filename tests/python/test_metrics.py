@@ -10,7 +10,7 @@ import urllib.request
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
-from conftest import ROOT, Server, rows
+from conftest import ROOT, Server, clicklake_bin, rows
 
 RULES = ROOT / "deploy" / "prometheus" / "clicklake-alerts.yml"
 
@@ -52,6 +52,11 @@ def test_counters_after_a_known_load(loaded):
     # plans a statement when it is prepared and again on DoGet; the counter
     # counts DoGets.)
     assert m['clicklake_query_statements_total{outcome="ok"}'] == 3
+    assert m["clicklake_query_running_statements"] == 0
+    # 1,000 loaded rows, one flush; the rollup levels each hold data.
+    assert m['clicklake_compactor_table_files{table="ad_clicks"}'] >= 1
+    for level in ["minute", "hour", "day", "month"]:
+        assert m[f'clicklake_compactor_table_files{{table="ad_clicks_{level}"}}'] >= 1
 
 
 def test_every_label_set_exists_at_zero_before_any_traffic(tmp_path):
@@ -69,6 +74,47 @@ def test_every_label_set_exists_at_zero_before_any_traffic(tmp_path):
             assert m[f'clicklake_query_statements_total{{outcome="{outcome}"}}'] == 0, outcome
     finally:
         s.stop()
+
+
+def test_health_and_readiness(loaded, tmp_path):
+    for path, text in [("/health", "ok"), ("/ready", "ready")]:
+        with urllib.request.urlopen(f"http://{loaded.http}{path}", timeout=10) as r:
+            assert (r.status, r.read().decode().strip()) == (200, text)
+    # A store that cannot be opened is not ready: a file where the raw
+    # table's folder should be (a local store, whichever store the suite uses).
+    import shutil
+    import subprocess
+    store = tmp_path / "lake"
+    proc = subprocess.Popen([clicklake_bin(), "query", "--store", str(store), "--grpc-addr", "127.0.0.1:0",
+                             "--http-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        http = proc.stdout.readline().split("http=")[1].split()[0]
+        shutil.rmtree(store / "ad_clicks")
+        (store / "ad_clicks").write_text("not a table")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://{http}/ready", timeout=10)
+        assert e.value.code == 503
+        assert e.value.read().decode().startswith("not ready: store:")
+        with urllib.request.urlopen(f"http://{http}/health", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_alert_rules_pass_promtool(tmp_path):
+    import shutil
+    import subprocess
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make test-tools` installs it (Debian package prometheus)"
+    check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 8 rules found" in check.stdout, check.stdout
+    # Unit tests of the rules: the data-quality and reconcile alerts fire from the metrics.
+    unit = subprocess.run([promtool, "test", "rules", str(ROOT / "tests" / "prometheus" / "alerts_test.yml")],
+                          capture_output=True, text=True)
+    assert unit.returncode == 0, unit.stdout + unit.stderr
 
 
 def test_every_metric_in_the_alert_rules_is_exported(loaded):
