@@ -718,18 +718,7 @@ async fn late_out_of_order_and_resent_events_land_in_every_level() {
     ];
     for (name, offsets, resend) in batches {
         let events = batch(&offsets, resend, &mut sent);
-        let body = serde_json::to_string(
-            &events
-                .iter()
-                .map(|(id, ad, user, t)| {
-                    serde_json::json!({"event_id": id, "ad_id": ad, "user_id": user,
-                        "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
-                })
-                .collect::<Vec<_>>(),
-        )
-        .expect("json");
-        let (status, reply) = http(f.server.http_addr, "POST", "/v1/clicks", &body).await;
-        assert_eq!(status, 200, "{name}: {reply}");
+        post_events(&f, &events).await;
         sent.extend(events);
         f.wait_rolled_up().await;
         let expected = recount(&sent);

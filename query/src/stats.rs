@@ -54,14 +54,17 @@ pub const COLUMNS: [&str; 10] = [
     "source",
 ];
 
-/// The schema of `ad_click_stats` at `level`.
+/// The schema of `ad_click_stats` at `level`. Every column is declared
+/// nullable: the plan behind it (a rollup scan, or its union with a recount)
+/// may or may not prove a column non-null, and a declared non-null column
+/// that the plan does not prove fails aggregations over the function.
 pub fn stats_schema(level: Level) -> SchemaRef {
     let table = rollup_schema(level);
     let fields = COLUMNS.iter().map(|name| match *name {
-        "source" => Arc::new(Field::new("source", DataType::Utf8, false)),
+        "source" => Arc::new(Field::new("source", DataType::Utf8, true)),
         other => table
             .field_with_name(other)
-            .map(|f| Arc::new(f.clone()))
+            .map(|f| Arc::new(f.clone().with_nullable(true)))
             .unwrap_or_else(|_| Arc::new(Field::new(other, DataType::Utf8, true))),
     });
     Arc::new(Schema::new(fields.collect::<Vec<_>>()))

@@ -26,6 +26,21 @@ def clicklake_bin() -> str:
     return path
 
 
+def csv_rows(n=None):
+    """The data rows of the real click log (header skipped), the first `n` of
+    them when given: ip, app, device, os, channel, click_time,
+    attributed_time, is_attributed. For expected values counted apart from
+    clicklake."""
+    import csv
+    with open(DATA, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for i, row in enumerate(reader):
+            if n is not None and i >= n:
+                return
+            yield row
+
+
 def store_location(store: pathlib.Path) -> str:
     """Where a test store lives: the local path, or, when the suite runs on
     S3 (CLICKLAKE_TEST_S3=s3://bucket), a prefix of that bucket named after it."""

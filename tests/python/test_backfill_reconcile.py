@@ -4,7 +4,6 @@ the live path wrote; reconcile finds nothing, then exactly one window after
 a rollup row is deleted by hand, and `--repair` restores it. Expected values
 were counted from the CSV here with Python's csv module."""
 
-import csv
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ import pytest
 from datasketches import hll_sketch
 from deltalake import DeltaTable
 
-from conftest import DATA, Server, clicklake_bin, storage_options
+from conftest import Server, clicklake_bin, csv_rows, storage_options
 
 LEVELS = ["ad_clicks_minute", "ad_clicks_hour", "ad_clicks_day", "ad_clicks_month"]
 
@@ -77,12 +76,7 @@ def lake(tmp_path_factory):
 
 
 def test_the_live_rollups_match_the_csv(lake):
-    per_day = Counter()
-    with open(DATA, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for row in reader:
-            per_day[row[5][:10]] += 1
+    per_day = Counter(row[5][:10] for row in csv_rows())
     got = Counter()
     for r in _rows(lake, "ad_clicks_day"):
         got[r["window_start"].strftime("%Y-%m-%d")] += r["clicks"]
@@ -114,14 +108,11 @@ def test_reconcile_finds_exactly_a_deleted_window_and_repair_restores_it(lake):
 
     # 3-280 (app 3, channel 280) in the hour 2017-11-07T00, from the CSV.
     clicks, users, conversions = 0, set(), 0
-    with open(DATA, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for ip, app, _device, _os, channel, click_time, _attributed_time, is_attributed in reader:
-            if (app, channel) == ("3", "280") and click_time.startswith("2017-11-07 00"):
-                clicks += 1
-                users.add(ip)
-                conversions += is_attributed == "1"
+    for ip, app, _device, _os, channel, click_time, _attributed_time, is_attributed in csv_rows():
+        if (app, channel) == ("3", "280") and click_time.startswith("2017-11-07 00"):
+            clicks += 1
+            users.add(ip)
+            conversions += is_attributed == "1"
     assert clicks > 0
     hour = next(r["window_start"] for r in live["ad_clicks_hour"]
                 if r["ad_id"] == "3-280" and r["window_start"].strftime("%Y-%m-%dT%H") == "2017-11-07T00")

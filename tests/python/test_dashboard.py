@@ -4,7 +4,6 @@ of the real click log. Expected values were counted from the CSV here with
 Python's csv module, not by clicklake. The last page is saved to
 test-artifacts/dashboard.png."""
 
-import csv
 import os
 import re
 from collections import Counter, defaultdict
@@ -12,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import DATA, ROOT, Server
+from conftest import ROOT, Server, csv_rows
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,15 +22,9 @@ ROWS = 3000  # what the `server` fixture loads
 
 def _clicks(n=ROWS):
     """The loader's view of the first n rows: (ad_id, user_id, device, time, conversion)."""
-    with open(DATA, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for i, row in enumerate(reader):
-            if i >= n:
-                return
-            ip, app, device, _os, channel, click_time, _attributed_time, is_attributed = row
-            yield (f"{app}-{channel}", ip, device, datetime.strptime(click_time, "%Y-%m-%d %H:%M:%S"),
-                   is_attributed == "1")
+    for ip, app, device, _os, channel, click_time, _attributed_time, is_attributed in csv_rows(n):
+        yield (f"{app}-{channel}", ip, device, datetime.strptime(click_time, "%Y-%m-%d %H:%M:%S"),
+               is_attributed == "1")
 
 
 def _day(s):

@@ -3,7 +3,6 @@ time zone (23 and 25 hours on DST days), and the timestamp literal forms BI
 tools send. Expected values are computed here (Python's zoneinfo and csv
 over the first 3,000 rows of the log), not by clicklake."""
 
-import csv
 from collections import Counter
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -11,17 +10,12 @@ from zoneinfo import ZoneInfo
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 
-from conftest import DATA, rows
+from conftest import csv_rows, rows
 
 
 def _click_times(n=3000):
-    with open(DATA, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for i, row in enumerate(reader):
-            if i >= n:
-                return
-            yield datetime.strptime(row[5], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    for row in csv_rows(n):
+        yield datetime.strptime(row[5], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("day, hours", [("2026-03-29", 23), ("2026-10-25", 25), ("2026-06-01", 24)])
