@@ -38,7 +38,7 @@ pub static EVENTS_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static FLUSHED_EVENTS: LazyLock<IntCounter> = LazyLock::new(|| {
     must(register_int_counter!(
         "clicklake_ingest_flushed_events_total",
-        "Events appended to ad_clicks by flushes"
+        "Events acknowledged by flushes (copies of an id dropped within a flush included)"
     ))
 });
 
