@@ -242,10 +242,11 @@ def section(r, m, profile, command):
     return "\n".join(lines)
 
 
-def write_section(path, text):
+def write_section(path, text, section="Compaction"):
+    """Rewrite one "## section" of the page at `path` (bench-query uses it too)."""
     with open(path) as f:
         doc = f.read()
-    doc = kit.replace_section(doc, "Compaction", text)
+    doc = kit.replace_section(doc, section, text)
     with open(path, "w") as f:
         f.write(doc.rstrip("\n") + "\n")
 

@@ -603,14 +603,6 @@ def section(r, m, profile, command, repeat, runs):
     return "\n".join(lines)
 
 
-def write_section(path, text):
-    with open(path) as f:
-        doc = f.read()
-    doc = kit.replace_section(doc, "Query", text)
-    with open(path, "w") as f:
-        f.write(doc.rstrip("\n") + "\n")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bin", default=kit.default_bin(), help="the clicklake binary (default: %(default)s)")
@@ -640,7 +632,7 @@ def main():
             return 1
     text = section(r, kit.machine(), kit.build_profile(binary), command, args.repeat, args.sql_runs)
     print(text)
-    write_section(args.doc, text)
+    compact.write_section(args.doc, text, "Query")
     print(f"wrote the Query section of {os.path.relpath(args.doc, REPO)}")
     return 0
 

@@ -117,7 +117,7 @@ pub async fn run(
 /// not repaired: that is `clicklake reconcile --repair`'s, with a person
 /// looking.
 async fn scheduled_reconcile(rollups: &mut Rollups, run: &RollupMetrics, args: &CompactorArgs) {
-    const DAY: i64 = 86_400_000_000;
+    use clicklake_common::changes::DAY_MICROS as DAY;
     let newest = run
         .watermark
         .saturating_add(args.allowed_lateness.as_micros() as i64);

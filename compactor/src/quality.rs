@@ -23,17 +23,17 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{DataType, Int64Type};
 use clicklake_common::Level;
-use clicklake_common::time::micros_to_rfc3339;
+use clicklake_common::changes::DAY_MICROS as DAY;
+use datafusion::prelude::{cast, col};
 use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::metrics;
-use crate::rollup::{RollupMetrics, Rollups, query_err, session};
+use crate::rollup::{RollupMetrics, Rollups, level_rows, query_err, session};
 
-const HOUR: i64 = 3_600_000_000;
-const DAY: i64 = 24 * HOUR;
+const HOUR: i64 = DAY / 24;
 
 /// Thresholds of the checks.
 #[derive(Debug, Clone, clap::Args)]
@@ -255,33 +255,23 @@ async fn hour_clicks(
 ) -> Result<BTreeMap<i64, BTreeMap<String, u64>>> {
     let table = Level::Hour.table();
     let ctx = session();
-    let hour_table = rollups.level_table(Level::Hour);
-    hour_table
-        .update_datafusion_session(&ctx.state())
-        .map_err(crate::rollup::delta(table))?;
-    let provider = hour_table
-        .table_provider()
-        .await
-        .map_err(query_err(table))?;
-    ctx.register_table(table, provider)
-        .map_err(query_err(table))?;
-    let dates = hours
-        .iter()
-        .map(|h| format!("DATE '{}'", &micros_to_rfc3339(*h)[..10]))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT CAST(window_start AS BIGINT) AS h, ad_id, clicks FROM {table} \
-         WHERE window_date IN ({dates}) AND CAST(window_start AS BIGINT) IN ({})",
-        hours.map(|h| h.to_string()).join(", ")
-    );
-    let batches: Vec<RecordBatch> = ctx
-        .sql(&sql)
-        .await
-        .map_err(query_err(table))?
-        .collect()
-        .await
-        .map_err(query_err(table))?;
+    let ranges = hours.map(|h| (h, h + HOUR));
+    let batches: Vec<RecordBatch> = level_rows(
+        &ctx,
+        Level::Hour,
+        rollups.level_table(Level::Hour),
+        Some(&ranges),
+    )
+    .await?
+    .select(vec![
+        cast(col("window_start"), DataType::Int64).alias("h"),
+        col("ad_id"),
+        col("clicks"),
+    ])
+    .map_err(query_err(table))?
+    .collect()
+    .await
+    .map_err(query_err(table))?;
     let mut out: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
     for b in &batches {
         let h = b.column(0).as_primitive::<Int64Type>();

@@ -6,7 +6,6 @@ recount against values the test computed itself (the acknowledged ids, the
 per-day counts of the real log counted with Python's csv module)."""
 
 import collections
-import csv
 import datetime
 import importlib.util
 import json
@@ -268,13 +267,8 @@ def start_load(grpc_addr: str, *extra: str):
 
 def csv_rows(limit: int = None):
     """Data rows of the real log, with their 1-based file line numbers."""
-    with open(DATA, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for i, r in enumerate(reader):
-            if limit is not None and i >= limit:
-                return
-            yield i + 2, r
+    for i, r in enumerate(_conftest.csv_rows(limit)):
+        yield i + 2, r
 
 
 def csv_days(limit: int = None) -> collections.Counter:
